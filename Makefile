@@ -1,0 +1,21 @@
+# Thin wrappers. Every target first makes sure .venv exists and is current
+# (course/bootstrap.py returns at once when nothing changed).
+PY := .venv/bin/python
+ARGS ?=
+
+.PHONY: setup demo test lint lab
+
+setup:
+	@python3 course/bootstrap.py
+
+demo: setup  ## the main job on the embedded default: synthetic data, CPU
+	$(PY) -m course demo $(ARGS)
+
+test: setup  ## the whole test suite (lint included); ARGS="-k dicom" narrows it
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+
+lab: setup
+	.venv/bin/jupyter lab

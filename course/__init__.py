@@ -1,0 +1,1 @@
+"""Instructor tooling: the `course` command (demo now; release, publish, grade to come)."""

@@ -1,0 +1,88 @@
+"""Create or reuse `.venv` at the repository root and install the course into it.
+
+Run with any `python3` (standard library only): `python3 course/bootstrap.py`.
+The Makefile calls it before every target, so it must be quick when nothing changed:
+it stamps the venv with a hash of what it installed and returns at once on a match.
+
+Machine-specific torch pins live here and only here. The project's own requirements
+are ranges, so Colab (which brings its own torch) is never forced to reinstall torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".course-installed"
+
+# pip on this kind of machine finds these wheels on local disk; on x86_64 the CPU-only
+# torch 2.13 wheel breaks PyPI's torchvision, so the pair is pinned together.
+TORCH_PINS = {
+    "x86_64": ["torch==2.14.1", "torchvision==0.29.1"],
+    "aarch64": ["torch==2.9.1", "torchvision==0.24.1"],
+}
+
+
+def venv_python() -> Path:
+    """Path of the venv's interpreter."""
+    sub = "Scripts/python.exe" if os.name == "nt" else "bin/python"
+    return VENV / sub
+
+
+def pins() -> list[str]:
+    """Torch pins for this machine; COURSE_TORCH_PINS='' (or a list) overrides."""
+    override = os.environ.get("COURSE_TORCH_PINS")
+    if override is not None:
+        return override.split()
+    return TORCH_PINS.get(platform.machine(), [])
+
+
+def fingerprint(pin_list: list[str]) -> str:
+    """Hash of everything that decides what gets installed."""
+    h = hashlib.sha256()
+    h.update((ROOT / "pyproject.toml").read_bytes())
+    h.update(Path(__file__).read_bytes())
+    h.update(" ".join(pin_list).encode())
+    return h.hexdigest()
+
+
+def pip(*args: str) -> None:
+    """Run the venv's pip, failing loudly."""
+    cmd = [str(venv_python()), "-m", "pip", *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def main() -> int:
+    pin_list = pins()
+    want = fingerprint(pin_list)
+    if venv_python().exists() and STAMP.exists() and STAMP.read_text().strip() == want:
+        return 0
+    if not venv_python().exists():
+        print(f"Creating {VENV} with {sys.executable}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if pin_list:
+        pip("install", "--quiet", *pin_list)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(pin_list) + "\n")
+        constraints = f.name
+    try:
+        # The constraints keep the resolver from swapping the pinned torch for another.
+        pip("install", "--quiet", "-c", constraints, "-e", ".[dev]")
+    finally:
+        os.unlink(constraints)
+    STAMP.write_text(want + "\n")
+    print(f"Environment ready: {venv_python()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

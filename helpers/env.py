@@ -1,0 +1,123 @@
+"""Where am I running, and how big may the run be? Profiles, device, seeding, versions.
+
+One notebook serves three sizes of run. `profile()` names the size and `config()`
+returns every size the notebooks read, so no notebook cell branches on the environment:
+
+* ``full``  - a GPU (Colab): real data when found, COCO-pretrained weights.
+* ``smoke`` - CI or any machine without a GPU: small synthetic data, a few CPU minutes.
+* ``grade`` - under nbgrader (autograde/validate): tiny data, seconds per test cell.
+
+Precedence: ``COURSE_PROFILE`` > ``NBGRADER_EXECUTION`` > ``CI`` or no GPU > GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "grade", "full")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every size a notebook uses, for one profile."""
+
+    profile: str
+    seed: int
+    pneumonia_patients: int  # synthetic patients generated when the real set is absent
+    pneumonia_px: int  # side of the synthetic DICOMs (the real ones are 1024)
+    cspine_slices: int  # synthetic CT slices generated when the real file is absent
+    image_size: int  # side of the images fed to the model
+    batch_size: int
+    num_workers: int
+
+
+_CONFIGS = {
+    "full": Config("full", 42, 2000, 1024, 3000, 512, 8, 2),
+    "smoke": Config("smoke", 42, 200, 256, 300, 256, 4, 0),
+    "grade": Config("grade", 42, 24, 128, 60, 128, 2, 0),
+}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def profile() -> str:
+    """Name the run's profile: 'smoke', 'grade' or 'full'."""
+    explicit = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if explicit:
+        if explicit not in PROFILES:
+            raise ValueError(f"COURSE_PROFILE={explicit!r}; expected one of {', '.join(PROFILES)}")
+        return explicit
+    if os.environ.get("NBGRADER_EXECUTION"):
+        return "grade"
+    if _flag("CI") or not torch.cuda.is_available():
+        return "smoke"
+    return "full"
+
+
+def config() -> Config:
+    """The frozen settings of the current profile."""
+    return _CONFIGS[profile()]
+
+
+def device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 42) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run can be repeated."""
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+_PACKAGES = (
+    "torch", "torchvision", "albumentations", "pydicom", "h5py", "grad-cam",
+    "scikit-learn", "numpy", "pandas", "pycocotools",
+)
+
+
+def _version(dist: str) -> str:
+    if dist == "torch":  # the local tag (+cu130, +cpu) says which build this is
+        return torch.__version__
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def print_config() -> None:
+    """Print versions, device, profile and where each data set came from."""
+    from helpers.data.locate import located  # late: env must stay importable on its own
+
+    dev = device()
+    gpu = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
+    lines = [f"python         {platform.python_version()} on {platform.machine()}"]
+    lines += [f"{name:<14} {_version(name)}" for name in _PACKAGES]
+    lines.append(f"helpers        {_version('medical-detection-course')}")
+    lines += [f"device         {dev}{gpu}", f"colab          {in_colab()}"]
+    cfg = asdict(config())
+    lines.append("profile        " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    sources = located()
+    if not sources:
+        lines.append("data           none located yet (helpers.data.locate)")
+    for src in sources:
+        lines.append(f"data           {src.describe()}")
+    print("\n".join(lines))

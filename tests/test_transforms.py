@@ -1,0 +1,46 @@
+import albumentations as A
+import numpy as np
+import torch
+
+from helpers.data.datasets import to_sample
+from helpers.transforms import eval_transforms, train_transforms
+
+
+def test_pipelines_are_strict_and_never_normalise():
+    for pipeline in (train_transforms(64), eval_transforms(64)):
+        assert pipeline.strict
+        assert not any(isinstance(t, A.Normalize) for t in pipeline.transforms)
+
+
+def test_boxes_follow_a_horizontal_flip():
+    flip = A.Compose([A.HorizontalFlip(p=1.0)],
+                     bbox_params=train_transforms(64).processors["bboxes"].params, strict=True)
+    image = np.zeros((64, 64), np.float32)
+    image[10:20, 5:15] = 1.0  # a bright square exactly under the box
+    img, target = to_sample(image, np.array([[5, 10, 15, 20]]), 0, flip)
+    assert target["boxes"].tolist() == [[49.0, 10.0, 59.0, 20.0]]
+    assert img[0, 10:20, 49:59].min() == 1.0 and img[0].sum() == 100
+
+
+def test_train_pipeline_keeps_box_on_the_lesion():
+    pipeline = train_transforms(64, seed=0)
+    image = np.zeros((128, 128), np.float32)
+    image[40:80, 30:70] = 1.0
+    for _ in range(30):
+        img, target = to_sample(image, np.array([[30, 40, 70, 80]]), 0, pipeline)
+        assert img.shape == (3, 64, 64) and img.dtype == torch.float32
+        assert 0.0 <= img.min() and img.max() <= 1.0
+        assert target["labels"].dtype == torch.int64
+        for x1, y1, x2, y2 in target["boxes"].round().int().tolist():
+            inside = img[0, y1:y2, x1:x2]
+            # the box still frames the bright square: most of it is lesion
+            assert inside.numel() and (inside > 0.5).float().mean() > 0.6
+
+
+def test_a_sample_that_loses_all_boxes_is_a_negative():
+    crop = A.Compose([A.Crop(0, 0, 32, 32)],
+                     bbox_params=eval_transforms(32).processors["bboxes"].params, strict=True)
+    img, target = to_sample(np.zeros((64, 64), np.float32), np.array([[40, 40, 60, 60]]), 0, crop)
+    assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
+    assert target["labels"].dtype == torch.int64
+
