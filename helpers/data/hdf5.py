@@ -37,7 +37,8 @@ def check_cspine_schema(f: h5py.File, path: str | Path = "") -> int:
     missing = [k for k in SCHEMA if k not in f]
     if missing:
         raise H5SchemaError(
-            f"{where}: missing key(s) {missing}; expected keys {list(SCHEMA)}, found {list(f.keys())}"
+            f"{where}: missing key(s) {missing}; expected keys {list(SCHEMA)}, "
+            f"found {list(f.keys())}"
         )
     n = f["images"].shape[0]
     for key, (ndim, dtype_ok, expected) in SCHEMA.items():
