@@ -65,7 +65,7 @@ def run(out_dir: Path, n: int = 4) -> Path:
                        f"{len(tgt['boxes'])} box(es)")
     kind = "synthetic" if pneumonia.synthetic or cspine.synthetic else "real"
     fig.suptitle(f"One batch from each data set ({kind} data, profile {cfg.profile}); "
-                 "ground truth solid")
+                 "ground truth: solid green")
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "batches.png"

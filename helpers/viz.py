@@ -1,8 +1,8 @@
 """Drawing: images with their boxes, and grids of samples.
 
-Ground truth and predictions differ by line style as well as colour (solid vs dashed,
-from the Okabe-Ito colour-blind-safe palette), so a figure survives greyscale printing
-and colour-vision deficiency.
+Ground truth is green and solid, predictions red and dashed. The green and red are the
+Okabe-Ito colour-blind-safe "bluish green" and "vermillion", and the line styles differ
+too, so a figure survives greyscale printing and colour-vision deficiency.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-GT_STYLE = {"edgecolor": "#E69F00", "linestyle": "-", "linewidth": 1.8}  # orange, solid
-PRED_STYLE = {"edgecolor": "#56B4E9", "linestyle": "--", "linewidth": 1.5}  # sky blue, dashed
+GT_STYLE = {"edgecolor": "#009E73", "linestyle": "-", "linewidth": 1.8}  # bluish green, solid
+PRED_STYLE = {"edgecolor": "#D55E00", "linestyle": "--", "linewidth": 1.5}  # vermillion, dashed
 
 
 def _as_hw(image) -> np.ndarray:
