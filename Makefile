@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup demo test lint lab
+.PHONY: setup demo test lint lab release
 
 setup:
 	@python3 course/bootstrap.py
@@ -19,3 +19,6 @@ lint: setup
 
 lab: setup
 	.venv/bin/jupyter lab
+
+release: setup  ## regenerate release/ from source/ (nbgrader); ARGS="--check" only checks
+	$(PY) -m course release $(ARGS)

@@ -1,22 +1,63 @@
-"""The `course` command: `python -m course demo` (release, publish and grade come later)."""
+"""The `course` command: the instructor's one command per job.
+
+    python -m course demo                  the main job on the embedded default
+    python -m course release [ID ...]      student notebooks into release/ (nbgrader)
+    python -m course release --check       fail if the committed release/ is stale or leaks
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+
+def _release(args) -> int:
+    from course.config import load
+    from course.leaks import find_leaks
+    from course.release import generate, stale
+
+    cfg = load(args.root)
+    chosen = [cfg.assignment(i) for i in args.ids] if args.ids else list(cfg.assignments)
+    if not chosen:
+        print("no assignments in course.toml: nothing to release")
+        return 0
+    if args.check:
+        problems = stale(cfg, chosen)
+    else:
+        for path in generate(cfg, chosen, cfg.root):
+            print(f"released {path}")
+        problems = []
+    for a in chosen:
+        if cfg.release_notebook(a).is_file():
+            problems += find_leaks(cfg.source_notebook(a), cfg.release_notebook(a))
+    for p in problems:
+        print(p, file=sys.stderr)
+    if args.check and not problems:
+        print(f"release/ is current and leak-free for {', '.join(a.id for a in chosen)}")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
-    parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    parser = argparse.ArgumentParser(prog="course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="generate the synthetic data, load a batch of each, "
                           "save a figure (the main job on the embedded default)")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"),
                       help="folder for the figure (default: outputs/demo)")
+    rel = sub.add_parser("release", help="generate student notebooks into release/")
+    rel.add_argument("ids", nargs="*", help="assignment ids (default: all in course.toml)")
+    rel.add_argument("--check", action="store_true",
+                     help="regenerate into a scratch folder and fail if release/ differs "
+                          "or leaks (default: off, i.e. write release/)")
+    rel.add_argument("--root", type=Path, default=None,
+                     help="course root holding course/course.toml (default: this repository)")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from course.demo import run
+    if args.command == "release":
+        return _release(args)
+    from course.demo import run
 
-        run(args.out)
+    run(args.out)
     return 0

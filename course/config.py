@@ -1,0 +1,109 @@
+"""Read `course/course.toml`: the assignments, the student bundle, the grading settings."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")  # nbgrader's rule for assignment ids
+
+
+class CourseConfigError(ValueError):
+    """course.toml is missing a setting or has a wrong value."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One assignment: source/<id>/<notebook> becomes release/<id>/<notebook>."""
+
+    id: str
+    title: str
+    notebook: str
+    due: str
+    points: float  # expected autograded total, checked against the nbgrader metadata
+
+
+@dataclass(frozen=True)
+class CourseConfig:
+    """Everything course.toml says, plus the course root it applies to."""
+
+    root: Path
+    id: str
+    title: str
+    bundle_repo: str
+    bundle_ref: str
+    cell_timeout: int
+    notebook_timeout: int
+    workers: int
+    assignments: tuple[Assignment, ...]
+
+    def assignment(self, assignment_id: str) -> Assignment:
+        """The assignment with this id, or an error listing the known ones."""
+        for a in self.assignments:
+            if a.id == assignment_id:
+                return a
+        known = ", ".join(a.id for a in self.assignments) or "none"
+        raise CourseConfigError(f"no assignment {assignment_id!r} in course.toml (known: {known})")
+
+    def source_notebook(self, a: Assignment) -> Path:
+        """Path of the instructor notebook."""
+        return self.root / "source" / a.id / a.notebook
+
+    def release_notebook(self, a: Assignment) -> Path:
+        """Path of the generated student notebook."""
+        return self.root / "release" / a.id / a.notebook
+
+
+def _get(table: dict, key: str, kind: type, where: str):
+    if key not in table:
+        raise CourseConfigError(f"{where}: missing setting '{key}'")
+    value = table[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise CourseConfigError(f"{where}: '{key}' = {value!r}; expected {kind.__name__}")
+    return value
+
+
+def load(root: str | Path | None = None) -> CourseConfig:
+    """Load ROOT/course/course.toml (ROOT defaults to this repository)."""
+    root = Path(root) if root is not None else REPO_ROOT
+    path = root / "course" / "course.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CourseConfigError(f"{path}: no course config") from err
+    except tomllib.TOMLDecodeError as err:
+        raise CourseConfigError(f"{path}: not valid TOML ({err})") from err
+    course, grading = data.get("course", {}), data.get("grading", {})
+    assignments = []
+    for i, a in enumerate(data.get("assignments", [])):
+        where = f"{path} [[assignments]] #{i + 1}"
+        aid = _get(a, "id", str, where)
+        if not ID_PATTERN.match(aid):
+            raise CourseConfigError(f"{where}: id {aid!r} may only hold letters, digits, _ and -")
+        assignments.append(Assignment(aid, _get(a, "title", str, where),
+                                      _get(a, "notebook", str, where), str(a.get("due", "")),
+                                      _get(a, "points", float, where)))
+    ids = [a.id for a in assignments]
+    if len(set(ids)) != len(ids):
+        raise CourseConfigError(f"{path}: assignment ids repeat: {ids}")
+    return CourseConfig(
+        root=root,
+        id=_get(course, "id", str, f"{path} [course]"),
+        title=_get(course, "title", str, f"{path} [course]"),
+        bundle_repo=_get(course, "bundle_repo", str, f"{path} [course]"),
+        bundle_ref=_get(course, "bundle_ref", str, f"{path} [course]"),
+        cell_timeout=_get(grading, "cell_timeout", int, f"{path} [grading]"),
+        notebook_timeout=_get(grading, "notebook_timeout", int, f"{path} [grading]"),
+        workers=_get(grading, "workers", int, f"{path} [grading]"),
+        assignments=tuple(assignments),
+    )

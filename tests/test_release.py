@@ -1,0 +1,122 @@
+"""`course release` on a throwaway course: nbgrader strips answers, --check catches staleness,
+the leak guard catches a leak."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from course.cli import main
+from course.config import CourseConfigError, load
+from course.leaks import find_leaks, secret_lines
+
+TOML = """
+[course]
+id = "toy-course"
+title = "Toy course"
+bundle_repo = "someone/toy-bundle"
+bundle_ref = "v9.9"
+[grading]
+cell_timeout = 60
+notebook_timeout = 300
+workers = 1
+[[assignments]]
+id = "toy"
+title = "Adding numbers"
+notebook = "toy.ipynb"
+due = "2027-01-01"
+points = 2
+"""
+
+
+def _cell(source, **nbgrader):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"schema_version": 3, **nbgrader}
+    return cell
+
+
+def write_toy_course(root):
+    (root / "course").mkdir(parents=True)
+    (root / "course" / "course.toml").write_text(TOML)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Adding numbers"),
+        _cell("def add(a, b):\n    ### BEGIN SOLUTION\n    total_of_both = a + b\n"
+              "    return total_of_both\n    ### END SOLUTION",
+              grade=False, solution=True, locked=False, grade_id="add"),
+        _cell("assert add(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert add(20, 22) == 42\n"
+              "### END HIDDEN TESTS", grade=True, solution=False, locked=True,
+              grade_id="test_add", points=2),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+    (root / "source" / "toy").mkdir(parents=True)
+    nbformat.write(nb, root / "source" / "toy" / "toy.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    root = write_toy_course(tmp_path_factory.mktemp("course"))
+    assert main(["release", "--root", str(root)]) == 0
+    return root
+
+
+def test_release_strips_answers_and_hidden_tests(released):
+    text = (released / "release" / "toy" / "toy.ipynb").read_text()
+    assert "raise NotImplementedError()" in text and "assert add(1, 2) == 3" in text
+    assert "total_of_both" not in text and "add(20, 22)" not in text
+    assert "BEGIN HIDDEN TESTS" not in text
+    assert not (released / "gradebook.db").exists()  # the scratch gradebook stays out
+
+
+def test_release_header_has_a_pinned_colab_badge(released):
+    nb = json.loads((released / "release" / "toy" / "toy.ipynb").read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert ("https://colab.research.google.com/github/someone/toy-bundle/blob/v9.9/release/"
+            "toy/toy.ipynb") in first
+    assert "Adding numbers" in first and "due 2027-01-01" in first
+
+
+def test_check_passes_when_current_and_fails_when_stale(released, tmp_path, capsys):
+    root = tmp_path / "copy"
+    shutil.copytree(released, root)
+    assert main(["release", "--check", "--root", str(root)]) == 0
+    nb = nbformat.read(root / "source" / "toy" / "toy.ipynb", as_version=4)
+    nb.cells[0].source = "# Adding numbers, revised"
+    nbformat.write(nb, root / "source" / "toy" / "toy.ipynb")
+    capsys.readouterr()
+    assert main(["release", "--check", "--root", str(root)]) == 1
+    assert "release/toy/toy.ipynb: differs from a fresh release" in capsys.readouterr().err
+
+
+def test_leak_guard_catches_a_solution_line_and_an_autograder_import(released, tmp_path):
+    source = released / "source" / "toy" / "toy.ipynb"
+    assert secret_lines(source) == {"total_of_both = a + b", "return total_of_both",
+                                    "assert add(20, 22) == 42"}
+    clean = released / "release" / "toy" / "toy.ipynb"
+    assert find_leaks(source, clean) == []
+    nb = nbformat.read(clean, as_version=4)
+    nb.cells[2].source += "\n    return total_of_both\nfrom autograder import checks"
+    leaky = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, leaky)
+    leaks = find_leaks(source, leaky)
+    assert len(leaks) == 2
+    assert "'return total_of_both'" in leaks[0] and "imports autograder" in leaks[1]
+
+
+def test_bad_course_config_is_named(tmp_path):
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "course.toml").write_text(TOML.replace('workers = 1', 'workers = "2"'))
+    with pytest.raises(CourseConfigError, match=r"\[grading\]: 'workers' = '2'; expected int"):
+        load(tmp_path)
+    with pytest.raises(CourseConfigError, match="no course config"):
+        load(tmp_path / "elsewhere")
+
+
+def test_unknown_assignment_lists_the_known_ones(released):
+    with pytest.raises(CourseConfigError, match="no assignment 'nope'.*known: toy"):
+        load(released).assignment("nope")
