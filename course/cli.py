@@ -3,6 +3,7 @@
     python -m course demo                  the main job on the embedded default
     python -m course release [ID ...]      student notebooks into release/ (nbgrader)
     python -m course release --check       fail if the committed release/ is stale or leaks
+    python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ def _release(args) -> int:
     return 1 if problems else 0
 
 
+def _grade(args) -> int:
+    from course.config import load
+    from course.grade import grade
+
+    cfg = load(args.root)
+    table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out)
+    with_reason = table.assign(reason=table["reason"].str.slice(0, 60))
+    print(with_reason.to_string(index=False))
+    print(f"\n{len(table)} students: " + ", ".join(
+        f"{n} {s}" for s, n in table["status"].value_counts().items()))
+    print(f"grades: {args.out / 'grades.csv'}  feedback: {args.out / 'feedback'}/")
+    return 0  # the run completed, whatever the students scored
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
@@ -54,9 +69,19 @@ def main(argv: list[str] | None = None) -> int:
                           "or leaks (default: off, i.e. write release/)")
     rel.add_argument("--root", type=Path, default=None,
                      help="course root holding course/course.toml (default: this repository)")
+    grd = sub.add_parser("grade", help="autograde submissions into grades.csv + feedback")
+    grd.add_argument("assignment", help="assignment id from course.toml")
+    grd.add_argument("submissions", type=Path,
+                     help="folder of <student_id>/<notebook>.ipynb, or an LMS zip of them")
+    grd.add_argument("--out", type=Path, required=True,
+                     help="output folder: grades.csv, feedback/, gradebook.db")
+    grd.add_argument("--root", type=Path, default=None,
+                     help="course root holding course/course.toml (default: this repository)")
     args = parser.parse_args(argv)
     if args.command == "release":
         return _release(args)
+    if args.command == "grade":
+        return _grade(args)
     from course.demo import run
 
     run(args.out)

@@ -21,6 +21,7 @@ def nbgrader_config(cfg: CourseConfig, root: Path, db_path: Path) -> Config:
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = cfg.id
     c.CourseDirectory.db_url = f"sqlite:///{db_path}"
+    c.Exchange.root = str(root / "exchange")  # unused, but the default is a system folder
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.Execute.timeout = cfg.cell_timeout  # per cell; ExecutePreprocessor.timeout is ignored
     # Students delete locked cells (Colab ignores "deletable": false): put them back.

@@ -10,52 +10,7 @@ import pytest
 from course.cli import main
 from course.config import CourseConfigError, load
 from course.leaks import find_leaks, secret_lines
-
-TOML = """
-[course]
-id = "toy-course"
-title = "Toy course"
-bundle_repo = "someone/toy-bundle"
-bundle_ref = "v9.9"
-[grading]
-cell_timeout = 60
-notebook_timeout = 300
-workers = 1
-[[assignments]]
-id = "toy"
-title = "Adding numbers"
-notebook = "toy.ipynb"
-due = "2027-01-01"
-points = 2
-"""
-
-
-def _cell(source, **nbgrader):
-    cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["nbgrader"] = {"schema_version": 3, **nbgrader}
-    return cell
-
-
-def write_toy_course(root):
-    (root / "course").mkdir(parents=True)
-    (root / "course" / "course.toml").write_text(TOML)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("# Adding numbers"),
-        _cell("def add(a, b):\n    ### BEGIN SOLUTION\n    total_of_both = a + b\n"
-              "    return total_of_both\n    ### END SOLUTION",
-              grade=False, solution=True, locked=False, grade_id="add"),
-        _cell("assert add(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert add(20, 22) == 42\n"
-              "### END HIDDEN TESTS", grade=True, solution=False, locked=True,
-              grade_id="test_add", points=2),
-    ]
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i}"
-    (root / "source" / "toy").mkdir(parents=True)
-    nbformat.write(nb, root / "source" / "toy" / "toy.ipynb")
-    return root
+from tests.toy_course import TOML, write_toy_course
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +51,8 @@ def test_check_passes_when_current_and_fails_when_stale(released, tmp_path, caps
 def test_leak_guard_catches_a_solution_line_and_an_autograder_import(released, tmp_path):
     source = released / "source" / "toy" / "toy.ipynb"
     assert secret_lines(source) == {"total_of_both = a + b", "return total_of_both",
-                                    "assert add(20, 22) == 42"}
+                                    "assert add(20, 22) == 42", "product_of_both = a * b",
+                                    "return product_of_both", "assert mul(6, 7) == 42"}
     clean = released / "release" / "toy" / "toy.ipynb"
     assert find_leaks(source, clean) == []
     nb = nbformat.read(clean, as_version=4)

@@ -1,0 +1,61 @@
+"""A throwaway two-exercise course for testing the course CLI without the real notebooks."""
+
+import nbformat
+
+TOML = """
+[course]
+id = "toy-course"
+title = "Toy course"
+bundle_repo = "someone/toy-bundle"
+bundle_ref = "v9.9"
+[grading]
+cell_timeout = 5
+notebook_timeout = 300
+workers = 1
+[[assignments]]
+id = "toy"
+title = "Adding numbers"
+notebook = "toy.ipynb"
+due = "2027-01-01"
+points = 5
+"""
+
+ADD_SOLUTION = "    total_of_both = a + b\n    return total_of_both"
+MUL_SOLUTION = "    product_of_both = a * b\n    return product_of_both"
+
+
+def _cell(source, **nbgrader):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"schema_version": 3, **nbgrader}
+    return cell
+
+
+def _solution(name, body):
+    return _cell(f"def {name}(a, b):\n    ### BEGIN SOLUTION\n{body}\n    ### END SOLUTION",
+                 grade=False, solution=True, locked=False, grade_id=name)
+
+
+def _test(name, visible, hidden, points):
+    return _cell(f"{visible}\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS",
+                 grade=True, solution=False, locked=True, grade_id=f"test_{name}", points=points)
+
+
+def write_toy_course(root):
+    """Write ROOT/course/course.toml and ROOT/source/toy/toy.ipynb; return ROOT."""
+    (root / "course").mkdir(parents=True)
+    (root / "course" / "course.toml").write_text(TOML)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Adding numbers"),
+        _solution("add", ADD_SOLUTION),
+        _test("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
+        _solution("mul", MUL_SOLUTION),
+        _test("mul", "assert mul(2, 3) == 6", "assert mul(6, 7) == 42", 3),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+    (root / "source" / "toy").mkdir(parents=True)
+    nbformat.write(nb, root / "source" / "toy" / "toy.ipynb")
+    return root
