@@ -3,6 +3,7 @@
     python -m course demo                  the main job on the embedded default
     python -m course release [ID ...]      student notebooks into release/ (nbgrader)
     python -m course release --check       fail if the committed release/ is stale or leaks
+    python -m course publish OUT           the public student bundle (release + helpers)
     python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
 """
 
@@ -53,6 +54,15 @@ def _grade(args) -> int:
     return 0  # the run completed, whatever the students scored
 
 
+def _publish(args) -> int:
+    from course.config import load
+    from course.publish import publish
+
+    out = publish(load(args.root), args.out)
+    print(f"student bundle written to {out} (leak guard passed)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
@@ -77,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
                      help="output folder: grades.csv, feedback/, gradebook.db")
     grd.add_argument("--root", type=Path, default=None,
                      help="course root holding course/course.toml (default: this repository)")
+    pub = sub.add_parser("publish", help="write the public student bundle (release + helpers)")
+    pub.add_argument("out", type=Path, help="bundle folder (emptied first)")
+    pub.add_argument("--root", type=Path, default=None,
+                     help="course root holding course/course.toml (default: this repository)")
     args = parser.parse_args(argv)
+    if args.command == "publish":
+        return _publish(args)
     if args.command == "release":
         return _release(args)
     if args.command == "grade":
