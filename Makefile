@@ -17,8 +17,8 @@ test: setup  ## the whole test suite (lint included); ARGS="-k dicom" narrows it
 lint: setup
 	$(PY) -m ruff check .
 
-lab: setup
-	.venv/bin/jupyter lab
+lab: setup  ## JupyterLab with the nbgrader extension, configured from course/course.toml
+	$(PY) -m course lab
 
 release: setup  ## regenerate release/ from source/ (nbgrader); ARGS="--check" only checks
 	$(PY) -m course release $(ARGS)

@@ -4,6 +4,7 @@
     python -m course release [ID ...]      student notebooks into release/ (nbgrader)
     python -m course release --check       fail if the committed release/ is stale or leaks
     python -m course publish OUT           the public student bundle (release + helpers)
+    python -m course lab                   JupyterLab + nbgrader, configured from course.toml
     python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
 """
 
@@ -63,6 +64,23 @@ def _publish(args) -> int:
     return 0
 
 
+def _lab(args) -> int:
+    import os
+
+    from course.config import load
+    from course.nbgrader_setup import write_config_file
+
+    cfg = load(args.root)
+    (cfg.root / ".course").mkdir(exist_ok=True)
+    path = write_config_file(cfg, cfg.root / "nbgrader_config.py",
+                             cfg.root / ".course" / "gradebook.db")
+    print(f"wrote {path} from course.toml; starting JupyterLab with nbgrader in {cfg.root}")
+    bindir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    os.chdir(cfg.root)
+    os.execvpe(os.path.join(bindir, "jupyter"), ["jupyter", "lab", *args.lab_args], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
@@ -91,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("out", type=Path, help="bundle folder (emptied first)")
     pub.add_argument("--root", type=Path, default=None,
                      help="course root holding course/course.toml (default: this repository)")
+    lab = sub.add_parser("lab", help="JupyterLab with the nbgrader extension on this course")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed to jupyter lab")
+    lab.add_argument("--root", type=Path, default=None,
+                     help="course root holding course/course.toml (default: this repository)")
     args = parser.parse_args(argv)
+    if args.command == "lab":
+        return _lab(args)
     if args.command == "publish":
         return _publish(args)
     if args.command == "release":

@@ -76,3 +76,17 @@ def test_bad_course_config_is_named(tmp_path):
 def test_unknown_assignment_lists_the_known_ones(released):
     with pytest.raises(CourseConfigError, match="no assignment 'nope'.*known: toy"):
         load(released).assignment("nope")
+
+
+def test_lab_config_file_is_derived_from_course_toml(tmp_path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from course.nbgrader_setup import write_config_file
+
+    root = write_toy_course(tmp_path / "c")
+    path = write_config_file(load(root), root / "nbgrader_config.py", root / "gb.db")
+    config = PyFileConfigLoader(path.name, path=str(root)).load_config()
+    assert config.CourseDirectory.root == str(root)
+    assert config.CourseDirectory.db_url == f"sqlite:///{root / 'gb.db'}"
+    assert config.Execute.timeout == 5  # cell_timeout from course.toml
+    assert config.OverwriteCells.add_missing_cells is True
