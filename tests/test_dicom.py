@@ -79,6 +79,7 @@ def test_missing_file_is_named(tmp_path):
         read_dicom_image(tmp_path / "nope.dcm")
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_truncated_dicom_names_the_file(tmp_path, pneumonia_dir):
     src = next((pneumonia_dir / "images").glob("*.dcm")).read_bytes()
     bad = tmp_path / "truncated.dcm"
