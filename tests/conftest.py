@@ -10,7 +10,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+
+# Before anything imports albumentations: its import-time update check is a network call.
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
 import pytest
 

@@ -44,3 +44,23 @@ def test_a_sample_that_loses_all_boxes_is_a_negative():
     assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
     assert target["labels"].dtype == torch.int64
 
+
+
+def test_importing_helpers_makes_no_network_call():
+    import subprocess
+    import sys
+
+    # A fresh interpreter whose sockets refuse everything: importing the pipelines (and so
+    # albumentations, which checks PyPI for updates unless told not to) must not try.
+    probe = (
+        "import socket\n"
+        "def refuse(*a, **k): raise SystemExit('network call: ' + repr(a))\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import helpers.transforms\n"
+        "print('offline ok')\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.stdout.strip() == "offline ok", result.stderr
