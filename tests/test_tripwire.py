@@ -1,0 +1,42 @@
+import pytest
+import torch
+import torchvision.ops
+from torchvision.ops import box_iou as imported_early
+
+from autograder.tripwire import run_without, tripwires
+from helpers import metrics
+
+FORBIDDEN = {"torchvision.ops.box_iou": torchvision.ops.box_iou,
+             "helpers.metrics.box_iou": metrics.box_iou}
+A = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+B = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
+
+
+def own_iou(a, b):
+    lt, rb = torch.max(a[:, None, :2], b[:, :2]), torch.min(a[:, None, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b) - inter)
+
+
+@pytest.mark.parametrize("cheat", [
+    lambda a, b: torchvision.ops.box_iou(a, b),
+    lambda a, b: imported_early(a, b),  # bound before any patching could happen
+    lambda a, b: metrics.box_iou(a, b),  # through the helpers' wrapper
+])
+def test_tripwire_fires_however_the_reference_is_reached(cheat):
+    with pytest.raises(AssertionError, match="calls .*box_iou; the exercise is to write"):
+        run_without(cheat, FORBIDDEN, A, B)
+
+
+def test_own_code_passes_and_returns_its_result():
+    got = run_without(own_iou, FORBIDDEN, A, B)
+    torch.testing.assert_close(got, torchvision.ops.box_iou(A, B))
+
+
+def test_the_hook_is_removed_afterwards():
+    import sys
+
+    with tripwires(FORBIDDEN) as fired:
+        pass
+    assert fired == [] and sys.getprofile() is None
