@@ -1,0 +1,49 @@
+"""Every assignment notebook, end to end: the solution runs in the smoke profile (nbval),
+and grading gives the solution full marks and the blank student notebook zero."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from course.config import load
+from course.grade import grade
+
+CFG = load()
+ASSIGNMENTS = pytest.mark.parametrize("assignment", CFG.assignments, ids=lambda a: a.id)
+
+
+@ASSIGNMENTS
+def test_solution_notebook_runs_in_the_smoke_profile(assignment, tmp_path):
+    env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(tmp_path / "data"),
+           "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env.pop("RSNA_PNEUMONIA_DIR", None)
+    env.pop("CSPINE_H5", None)
+    notebook = str(CFG.source_notebook(assignment))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), notebook],
+        capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@ASSIGNMENTS
+def test_grading_gives_the_solution_full_marks_and_the_blank_zero(assignment, tmp_path):
+    subs = tmp_path / "submissions"
+    for student, notebook in (("solution", CFG.source_notebook(assignment)),
+                              ("blank", CFG.release_notebook(assignment))):
+        (subs / student).mkdir(parents=True)
+        (subs / student / notebook.name).write_bytes(notebook.read_bytes())
+    table = grade(CFG, assignment, subs, tmp_path / "out", progress=False)
+    table = table.set_index("student_id")
+    cells = [c for c in table.columns if c not in ("total", "max_score", "status", "reason")]
+    assert len(cells) >= 1
+    solution, blank = table.loc["solution"], table.loc["blank"]
+    assert solution["status"] == "graded" and blank["status"] == "graded"
+    assert solution["total"] == solution["max_score"] == assignment.points, solution.to_dict()
+    # Nothing passes by accident on the blank notebook: every autograded cell scores zero.
+    assert (blank[cells] == 0).all(), blank[cells][blank[cells] != 0].to_dict()
+    written = pd.read_csv(tmp_path / "out" / "grades.csv")
+    assert sorted(written["student_id"]) == ["blank", "solution"]
