@@ -41,6 +41,20 @@ def test_profiles_shrink_from_full_to_grade():
         smoke.image_size = 1  # frozen: a notebook cannot quietly change a profile
 
 
+def test_model_sizes_per_profile():
+    full, smoke, grade = (env._CONFIGS[p] for p in ("full", "smoke", "grade"))
+    assert (full.pneumonia_arch, full.cspine_arch) == ("fasterrcnn_resnet50_fpn_v2",
+                                                       "fasterrcnn_resnet50_fpn")
+    for cfg in (smoke, grade):  # CPU profiles: the small detector, trained from scratch
+        assert cfg.pneumonia_arch == cfg.cspine_arch == env.SMALL_ARCH
+    for field in ("pneumonia_epochs", "cspine_epochs"):
+        assert getattr(smoke, field) >= getattr(grade, field) >= 1, field
+    assert grade.max_train_images is not None and grade.max_train_images <= 2 * grade.batch_size
+    for cfg in (full, smoke, grade):
+        assert 0 < cfg.lr < 0.1 and 0 <= cfg.momentum < 1 and cfg.weight_decay >= 0
+        assert cfg.warmup_iters >= 0 and (cfg.patience is None or cfg.patience >= 1)
+
+
 def test_seed_everything_repeats_draws():
     env.seed_everything(7)
     first = (np.random.rand(3), torch.rand(3))

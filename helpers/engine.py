@@ -1,0 +1,326 @@
+"""The training loop: one epoch, a validation loss, predictions, and ``fit`` around them.
+
+Small functions in the spirit of torchvision's ``references/detection/engine.py``; they run
+unchanged on a GPU (Colab) or a CPU. Conventions:
+
+* A loader yields ``(images, targets)``: a list of float ``[3,H,W]`` tensors in [0,1] and a
+  list of target dicts (``helpers.data.collate``).
+* Losses are torchvision's four (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
+  ``loss_rpn_box_reg``) and their sum ``loss``.
+* ``fit`` keeps a history (one row per epoch: ``epoch`` counted from 1, ``train_loss`` and
+  its components prefixed ``train_``, ``val_loss`` likewise, ``lr``, ``seconds``) and
+  checkpoints ``last.pt`` every epoch and ``best.pt`` at the lowest validation loss.
+
+Data-parallel training (``torchrun``) would wrap the model in DistributedDataParallel and
+give each loader a DistributedSampler; these functions already unwrap ``model.module`` for
+checkpoints, call ``sampler.set_epoch`` and write files from the main process only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+# Layers whose train mode changes what they compute or store: BatchNorm updates its running
+# statistics, dropout drops. GroupNorm, LayerNorm and FrozenBatchNorm2d behave the same.
+_MODE_SENSITIVE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+                   nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+                   nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite (too high a learning rate, bad boxes, ...)."""
+
+    def __init__(self, epoch: int, iteration: int, losses: Mapping[str, float]) -> None:
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        super().__init__(f"loss is not finite at epoch {epoch}, iteration {iteration}: {parts}. "
+                         "Lower the learning rate, add warm-up, or check the target boxes.")
+        self.epoch, self.iteration, self.losses = epoch, iteration, dict(losses)
+
+
+def _is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DataParallel / DistributedDataParallel
+
+
+def to_device(images, targets, device) -> tuple[list[torch.Tensor], list[dict]]:
+    """Move a batch of images and target dicts to ``device``."""
+    images = [img.to(device, non_blocking=True) for img in images]
+    targets = [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def _warmup_factor(step: int, warmup_iters: int, start: float = 0.001) -> float:
+    """Linear ramp of the learning rate from ``start`` x to 1 x over ``warmup_iters`` steps."""
+    if step >= warmup_iters:
+        return 1.0
+    alpha = step / warmup_iters
+    return start * (1 - alpha) + alpha
+
+
+def _means(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
+
+
+@contextmanager
+def _modes(model: nn.Module, train: bool):
+    """Put the model in train (for losses) or eval mode, with BatchNorm and dropout in eval
+    mode either way; give every module its own previous mode back afterwards."""
+    saved = {m: m.training for m in model.modules()}
+    model.train(train)
+    for m in model.modules():
+        if isinstance(m, _MODE_SENSITIVE):
+            m.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in saved.items():
+            m.train(mode)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    epoch: int = 0,
+    warmup_iters: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train one pass over ``loader``; return the mean of each loss component and ``loss``.
+
+    ``epoch`` counts from 0. Warm-up scales the learning rate linearly up over the first
+    ``warmup_iters`` iterations of the whole run (epoch x len(loader) + i), on top of any
+    scheduler. A ``scaler`` turns on mixed precision, on CUDA only.
+    """
+    device = torch.device(device)
+    model.train()
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # DistributedSampler reshuffles per epoch
+        sampler.set_epoch(epoch)
+    amp = scaler is not None and device.type == "cuda"
+    rows: list[dict[str, float]] = []
+    start = epoch * len(loader) if warmup_iters else 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    for i, (images, targets) in enumerate(bar):
+        images, targets = to_device(images, targets, device)
+        with torch.autocast(device.type, enabled=amp):
+            loss_dict = model(images, targets)
+            loss = sum(loss_dict.values())
+        values = {k: v.item() for k, v in loss_dict.items()}
+        values["loss"] = loss.item()
+        if not math.isfinite(values["loss"]):
+            raise NonFiniteLossError(epoch, i, values)
+        factor = _warmup_factor(start + i, warmup_iters)
+        saved = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        optimizer.zero_grad(set_to_none=True)
+        if amp:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        for group, lr in zip(optimizer.param_groups, saved, strict=True):
+            group["lr"] = lr  # the scheduler owns the learning rate; warm-up only borrows it
+        rows.append(values)
+        bar.set_postfix(loss=f"{sum(r['loss'] for r in rows) / len(rows):.3f}")
+    return _means(rows)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, loader: Iterable, device: torch.device | str
+                  ) -> dict[str, float]:
+    """Mean detection losses on a validation loader, changing no weights or statistics.
+
+    torchvision's detectors return losses only in train mode, so the pass runs in train
+    mode, but with BatchNorm and dropout layers in eval mode: otherwise BatchNorm would
+    quietly update its running statistics with validation images. Every module's mode is
+    restored afterwards. (The RPN and RoI heads still sample proposals at random in train
+    mode, so the value varies a little from call to call.)
+    """
+    rows = []
+    with _modes(model, train=True):
+        for images, targets in loader:
+            values = {k: v.item() for k, v in model(*to_device(images, targets, device)).items()}
+            rows.append({**values, "loss": sum(values.values())})
+    return _means(rows)
+
+
+def _batches(data, batch_size: int) -> Iterable[tuple[list, list | None]]:
+    """Yield (images, targets or None) from a loader, a list of images or one image."""
+    if isinstance(data, torch.Tensor):
+        data = [data] if data.dim() == 3 else list(data)
+    if isinstance(data, (list, tuple)) and all(isinstance(x, torch.Tensor) for x in data):
+        data = [data[k:k + batch_size] for k in range(0, len(data), batch_size)]
+    for batch in data:
+        if isinstance(batch, torch.Tensor):  # one image, or a stacked [B,3,H,W] batch
+            batch = [batch] if batch.dim() == 3 else list(batch)
+        if len(batch) == 2 and not isinstance(batch[0], torch.Tensor):
+            yield list(batch[0]), list(batch[1])  # (images, targets), as collate gives them
+        else:
+            yield list(batch), None
+
+
+def _cpu(d: Mapping) -> dict:
+    return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in d.items()}
+
+
+@torch.no_grad()
+def predict_with_targets(
+    model: nn.Module, data, device: torch.device | str, score_thresh: float = 0.0,
+    batch_size: int = 8,
+) -> tuple[list[dict], list[dict]]:
+    """Predictions (and the loader's targets, if any) for every image, on the CPU.
+
+    ``data`` is a loader of ``(images, targets)`` batches, a loader of image batches, a
+    list of ``[3,H,W]`` tensors or a single one. Each prediction is a dict with ``boxes``
+    float32 ``[N,4]`` (xyxy pixels), ``scores`` float32 ``[N]`` and ``labels`` int64 ``[N]``,
+    keeping boxes with score >= ``score_thresh``. The targets list is empty when ``data``
+    carries none. The model's train/eval modes are restored afterwards.
+    """
+    preds, targets = [], []
+    with _modes(model, train=False):
+        for images, batch_targets in _batches(data, batch_size):
+            for out in model([img.to(device) for img in images]):
+                keep = out["scores"] >= score_thresh
+                preds.append({k: v[keep].detach().cpu() for k, v in out.items()})
+            targets += [_cpu(t) for t in batch_targets or []]
+    return preds, targets
+
+
+def predict(model: nn.Module, data, device: torch.device | str, score_thresh: float = 0.0,
+            batch_size: int = 8) -> list[dict]:
+    """Predictions for every image of ``data``, on the CPU (see ``predict_with_targets``)."""
+    return predict_with_targets(model, data, device, score_thresh, batch_size)[0]
+
+
+# ------------------------------------------------------------------ checkpoints and fit
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
+                    **extra) -> Path:
+    """Save model, optimizer and scheduler state (plus ``extra`` entries) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": _unwrap(model).state_dict(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a run killed mid-save (Colab timeout) leaves the old file whole
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint into ``model`` (and optimizer/scheduler when given); return it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; expected a file written by fit()")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    _unwrap(model).load_state_dict(state["model"])
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None:
+            if name not in state:
+                raise KeyError(f"{path} holds no {name} state; it has {sorted(state)}")
+            obj.load_state_dict(state[name])
+    return state
+
+
+def _step_scheduler(scheduler, monitor: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitor)  # steps on the validation loss
+    elif scheduler is not None:
+        scheduler.step()  # StepLR and friends step once per epoch
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    num_epochs: int,
+    scheduler=None,
+    checkpoint_dir: str | Path | None = None,
+    patience: int | None = None,
+    warmup_iters: int = 0,
+    resume: bool | str | Path = False,
+    progress: bool = True,
+    amp: bool = True,
+) -> pd.DataFrame:
+    """Train for ``num_epochs`` epochs; return the history, one row per epoch.
+
+    The validation loss (the training loss without ``val_loader``) picks ``best.pt`` and
+    drives early stopping: training stops once ``patience`` epochs in a row have not
+    improved it. ``resume=True`` continues from ``checkpoint_dir/last.pt`` (or from the
+    path given) at the next epoch, with the optimizer, scheduler and history restored.
+    Mixed precision (``amp``) is used on CUDA only.
+    """
+    device = torch.device(device)
+    model.to(device)
+    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    history: list[dict] = []
+    start, best, bad = 0, math.inf, 0
+    if resume:
+        if resume is True and ckpt_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir (or pass the checkpoint path)")
+        path = ckpt_dir / "last.pt" if resume is True else Path(resume)
+        state = load_checkpoint(path, model, optimizer, scheduler)
+        history, start = list(state["history"]), int(state["epoch"])
+        best, bad = float(state["best_loss"]), int(state["bad_epochs"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if progress:
+            print(f"resumed from {path}: {start} epoch(s) done, best loss {best:.4f}")
+    for epoch in range(start, num_epochs):
+        if patience is not None and bad >= patience:
+            break
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train = train_one_epoch(model, train_loader, optimizer, device, epoch, warmup_iters,
+                                scaler, progress)
+        val = evaluate_loss(model, val_loader, device) if val_loader is not None else {}
+        monitor = val.get("loss", train["loss"])
+        _step_scheduler(scheduler, monitor)
+        improved = monitor < best
+        best, bad = (monitor, 0) if improved else (best, bad + 1)
+        history.append({"epoch": epoch + 1, **{f"train_{k}": v for k, v in train.items()},
+                        **{f"val_{k}": v for k, v in val.items()}, "lr": lr,
+                        "seconds": time.perf_counter() - t0})
+        if ckpt_dir is not None and _is_main_process():
+            extra = {"epoch": epoch + 1, "history": history, "best_loss": best,
+                     "bad_epochs": bad}
+            if scaler is not None:
+                extra["scaler"] = scaler.state_dict()
+            save_checkpoint(ckpt_dir / "last.pt", model, optimizer, scheduler, **extra)
+            if improved:
+                save_checkpoint(ckpt_dir / "best.pt", model, optimizer, scheduler, **extra)
+        if progress:
+            val_text = f", val loss {val['loss']:.4f}" if val else ""
+            print(f"epoch {epoch + 1}/{num_epochs}: train loss {train['loss']:.4f}{val_text}"
+                  f"{' (best)' if improved else ''}, lr {lr:.2g}, "
+                  f"{history[-1]['seconds']:.1f} s")
+        if patience is not None and bad >= patience and progress:
+            print(f"early stop: no improvement for {patience} epoch(s)")
+    return pd.DataFrame(history)
