@@ -1,0 +1,196 @@
+"""The pneumonia notebook's hidden checks: each passes the notebook's own solution and fails a
+wrong answer and one that calls the reference it was asked to write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision.ops
+from pytorch_grad_cam import EigenCAM, GradCAM
+from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+from sklearn.calibration import calibration_curve
+from torch.utils.data import Dataset
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+import helpers.calibration
+import helpers.metrics
+from autograder import pneumonia_checks as checks
+from course.config import load
+from helpers.data import collate, read_dicom_image
+from helpers.data.datasets import to_sample
+from helpers.models import replace_head
+
+NOTEBOOK = load().source_notebook(load().assignment("pneumonia"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the machine's 2 cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sol() -> dict:
+    """The notebook's solution cells, executed with the names the notebook imports."""
+    ns = {"np": np, "pd": pd, "torch": torch, "Path": Path, "Dataset": Dataset,
+          "read_dicom_image": read_dicom_image, "FastRCNNPredictor": FastRCNNPredictor,
+          "GradCAM": GradCAM, "FasterRCNNBoxScoreTarget": FasterRCNNBoxScoreTarget}
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            exec(cell.source, ns)  # noqa: S102 - our own notebook
+    return ns
+
+
+def test_dataset(sol):
+    checks.check_dataset(sol["PneumoniaBoxes"])
+
+    class Cheat(sol["PneumoniaBoxes"]):
+        def __getitem__(self, idx):
+            pid = self.patient_ids[idx]
+            rows = self.by_patient[pid]
+            xyxy = rows[["x", "y", "width", "height"]].to_numpy(np.float32)
+            xyxy[:, 2:] += xyxy[:, :2]
+            return to_sample(read_dicom_image(self.image_dir / f"{pid}.dcm"), xyxy, idx,
+                             self.transform)
+
+    with pytest.raises(AssertionError, match="to_sample"):
+        checks.check_dataset(Cheat)
+
+    class KeepsXYWH(sol["PneumoniaBoxes"]):
+        def __getitem__(self, idx):
+            image, target = super().__getitem__(idx)
+            target["boxes"][:, 2:] -= target["boxes"][:, :2]  # width/height, not corners
+            return image, target
+
+    with pytest.raises(AssertionError, match="boxes"):
+        checks.check_dataset(KeepsXYWH)
+
+
+def test_collate(sol):
+    checks.check_collate(sol["detection_collate"])
+    with pytest.raises(AssertionError, match="collate"):
+        checks.check_collate(lambda batch: collate(batch))
+    with pytest.raises(AssertionError):
+        checks.check_collate(lambda batch: ([b[0].clone() for b in batch], [b[1] for b in batch]))
+
+
+def test_head(sol):
+    checks.check_head(sol["replace_box_predictor"])
+    with pytest.raises(AssertionError, match="replace_head"):
+        checks.check_head(replace_head)
+
+    def always_two(model, num_classes):
+        return sol["replace_box_predictor"](model, 2)
+
+    with pytest.raises(AssertionError, match="classes"):
+        checks.check_head(always_two)
+
+
+def test_optimizer(sol):
+    checks.check_optimizer(sol["make_optimizer"])
+
+    def all_params(model, lr, momentum, weight_decay, step_size, gamma):
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+
+    with pytest.raises(AssertionError, match="parameters"):
+        checks.check_optimizer(all_params)
+
+    def adam(model, lr, momentum, weight_decay, step_size, gamma):
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+
+    with pytest.raises(AssertionError, match="SGD"):
+        checks.check_optimizer(adam)
+
+
+def test_iou(sol):
+    checks.check_iou(sol["box_iou_matrix"])
+    for cheat in (torchvision.ops.box_iou, helpers.metrics.box_iou,
+                  lambda a, b: torchvision.ops.box_iou(a, b)):
+        with pytest.raises(AssertionError, match="calls"):
+            checks.check_iou(cheat)
+
+    def no_minus(a, b):  # union = sum of the areas, intersection counted twice
+        inter = (torch.minimum(a[:, None, 2:], b[None, :, 2:])
+                 - torch.maximum(a[:, None, :2], b[None, :, :2])).clamp(min=0).prod(2)
+        area = lambda x: (x[:, 2:] - x[:, :2]).prod(1)  # noqa: E731
+        return inter / (area(a)[:, None] + area(b)[None, :])
+
+    with pytest.raises(AssertionError, match="IoU"):
+        checks.check_iou(no_minus)
+
+
+def test_precision_recall(sol):
+    checks.check_precision_recall(sol["precision_recall_at"])
+
+    def cheat(preds, targets, iou_fn, score_thresh=0.5, iou_thresh=0.5):
+        return helpers.metrics.precision_recall(preds, targets, score_thresh, iou_thresh)
+
+    with pytest.raises(AssertionError, match="precision_recall"):
+        checks.check_precision_recall(cheat)
+
+    def any_overlap(preds, targets, iou_fn, score_thresh=0.5, iou_thresh=0.5):
+        # no one-to-one matching: every prediction over the threshold counts, duplicates too
+        tp = fp = fn = 0
+        for p, t in zip(preds, targets, strict=True):
+            keep = p["scores"] >= score_thresh
+            ious = iou_fn(p["boxes"][keep], t["boxes"])
+            hit = (ious >= iou_thresh).any(1) if ious.numel() else torch.zeros(int(keep.sum()),
+                                                                               dtype=bool)
+            tp, fp = tp + int(hit.sum()), fp + int((~hit).sum())
+            fn += int((~(ious >= iou_thresh).any(0)).sum()) if ious.numel() else len(t["boxes"])
+        return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / max(tp + fp, 1),
+                "recall": tp / max(tp + fn, 1)}
+
+    with pytest.raises(AssertionError, match="tp, fp, fn"):
+        checks.check_precision_recall(any_overlap)
+
+
+def test_calibration(sol):
+    checks.check_calibration(sol["reliability_table"], sol["ece"])
+
+    def sk_bins(scores, correct, n_bins=10):
+        acc, conf = calibration_curve(correct, scores, n_bins=n_bins)
+        return helpers.calibration.reliability_bins(scores, correct, n_bins)
+
+    with pytest.raises(AssertionError, match="calibration_curve"):
+        checks.check_calibration(sk_bins, sol["ece"])
+
+    def unweighted(scores, correct, n_bins=10):
+        table = sol["reliability_table"](scores, correct, n_bins)
+        return float((table["accuracy"] - table["confidence"]).abs().mean())
+
+    with pytest.raises(AssertionError, match="ECE"):
+        checks.check_calibration(sol["reliability_table"], unweighted)
+
+
+def test_gradcam(sol):
+    checks.check_gradcam(sol["gradcam_for_box"])
+
+    def eigencam(model, image, box, label=1):  # ignores the target: one map for every box
+        target = FasterRCNNBoxScoreTarget(labels=[label], bounding_boxes=[box])
+        with EigenCAM(model=model, target_layers=[model.backbone.body.layer4]) as cam:
+            return cam(input_tensor=image[None], targets=[target])[0]
+
+    with pytest.raises(AssertionError, match="Grad-CAM map"):
+        checks.check_gradcam(eigencam)
+
+    def wrong_layer(model, image, box, label=1):
+        target = FasterRCNNBoxScoreTarget(labels=[label], bounding_boxes=[box])
+        with GradCAM(model=model, target_layers=[model.backbone.body.layer3]) as cam:
+            return cam(input_tensor=image[None], targets=[target])[0]
+
+    with pytest.raises(AssertionError, match="Grad-CAM map"):
+        checks.check_gradcam(wrong_layer)
