@@ -51,7 +51,8 @@ def test_model_sizes_per_profile():
         assert getattr(smoke, field) >= getattr(grade, field) >= 1, field
     assert grade.max_train_images is not None and grade.max_train_images <= 2 * grade.batch_size
     for cfg in (full, smoke, grade):
-        assert 0 < cfg.lr < 0.1 and 0 <= cfg.momentum < 1 and cfg.weight_decay >= 0
+        assert 0 < cfg.lr < 0.1 and 0 < cfg.adamw_lr <= 1e-3
+        assert 0 <= cfg.momentum < 1 and cfg.weight_decay >= 0
         assert cfg.warmup_iters >= 0 and (cfg.patience is None or cfg.patience >= 1)
 
 

@@ -1,0 +1,239 @@
+"""The C-spine notebook's hidden checks: each passes the notebook's own solution and fails a
+wrong answer and one that calls the reference it was asked to write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torchvision.ops
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+from torch.utils.data import Dataset
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+import helpers.calibration
+import helpers.metrics
+from autograder import cspine_checks as checks
+from course.config import load
+from helpers.data.datasets import to_sample
+from helpers.data.hdf5 import open_cspine
+from helpers.models import replace_head
+
+NOTEBOOK = load().source_notebook(load().assignment("cspine"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the machine's 2 cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sol() -> dict:
+    """The notebook's solution cells, executed with the names the notebook imports."""
+    ns = {"np": np, "torch": torch, "Path": Path, "os": os, "h5py": h5py, "Dataset": Dataset,
+          "open_cspine": open_cspine, "FastRCNNPredictor": FastRCNNPredictor,
+          "GradCAM": GradCAM, "FasterRCNNBoxScoreTarget": FasterRCNNBoxScoreTarget}
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            exec(cell.source, ns)  # noqa: S102 - our own notebook
+    return ns
+
+
+def test_dataset(sol):
+    base = sol["CSpineSlices"]
+    checks.check_dataset(base)
+
+    class Cheat(base):
+        def __getitem__(self, idx):
+            i = int(self.indices[idx])
+            image = np.asarray(self._images()[i], np.float32)
+            image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
+            return to_sample(image, self.bboxes[i][np.any(self.bboxes[i] != 0, axis=1)], i,
+                             self.transform)
+
+    with pytest.raises(AssertionError, match="to_sample"):
+        checks.check_dataset(Cheat)
+
+    class KeepsSwapped(base):  # drops padding but leaves swapped corners to albumentations
+        def __getitem__(self, idx):
+            return _sketch(self, idx, fix_swaps=False)
+
+    with pytest.raises(AssertionError, match="boxes"):
+        checks.check_dataset(KeepsSwapped)
+
+    class NaNOnConstant(base):  # divides by max - min even when it is 0
+        def __getitem__(self, idx):
+            return _sketch(self, idx, guard_constant=False)
+
+    with np.errstate(invalid="ignore"), pytest.raises(AssertionError, match="image"):
+        checks.check_dataset(NaNOnConstant)
+
+    class Sketch(base):  # the sketch itself, with both fixes, is a right answer
+        def __getitem__(self, idx):
+            return _sketch(self, idx)
+
+    checks.check_dataset(Sketch)
+
+
+def _sketch(ds, idx, fix_swaps=True, guard_constant=True):
+    """A compact __getitem__ with switches for two mistakes."""
+    i = int(ds.indices[idx])
+    image = np.asarray(ds._images()[i], np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    image = (image - lo) / (hi - lo) if hi > lo or not guard_constant else 0 * image
+    rows = ds.bboxes[i][np.any(ds.bboxes[i] != 0, axis=1)]
+    if fix_swaps:
+        rows = np.hstack([np.minimum(rows[:, :2], rows[:, 2:]),
+                          np.maximum(rows[:, :2], rows[:, 2:])])
+        rows = rows[((rows[:, 2:] - rows[:, :2]) >= 1).all(axis=1)]
+    out = ds.transform(image=np.repeat(image[:, :, None], 3, 2), bboxes=rows,
+                       labels=np.ones(len(rows)))
+    b = torch.as_tensor(np.asarray(out["bboxes"], np.float32)).reshape(-1, 4)
+    return out["image"].float(), {"boxes": b, "labels": torch.ones(len(b), dtype=torch.int64),
+                                  "image_id": torch.tensor(i),
+                                  "area": (b[:, 2:] - b[:, :2]).prod(1),
+                                  "iscrowd": torch.zeros(len(b), dtype=torch.int64)}
+
+
+def test_head(sol):
+    checks.check_head(sol["adapt_detector"])
+
+    def with_replace_head(model, num_classes, image_size):
+        model = replace_head(model, num_classes)
+        model.transform.min_size, model.transform.max_size = (image_size,), image_size
+        return model
+
+    with pytest.raises(AssertionError, match="replace_head"):
+        checks.check_head(with_replace_head)
+
+    def head_only(model, num_classes, image_size):  # leaves the 800 px resize in place
+        feats = model.roi_heads.box_predictor.cls_score.in_features
+        model.roi_heads.box_predictor = FastRCNNPredictor(feats, num_classes)
+        return model
+
+    with pytest.raises(AssertionError, match="min_size"):
+        checks.check_head(head_only)
+
+
+def test_optimizer(sol):
+    checks.check_optimizer(sol["make_adamw"])
+
+    def adam(model, lr=1e-4, weight_decay=1e-4, step_size=3, gamma=0.1):
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
+                               weight_decay=weight_decay)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+
+    with pytest.raises(AssertionError, match="AdamW"):
+        checks.check_optimizer(adam)
+
+    def all_params(model, lr=1e-4, weight_decay=1e-4, step_size=3, gamma=0.1):
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+
+    with pytest.raises(AssertionError, match="parameters"):
+        checks.check_optimizer(all_params)
+
+
+def test_iou(sol):
+    checks.check_iou(sol["box_iou_matrix"])
+    with pytest.raises(AssertionError, match="calls"):
+        checks.check_iou(torchvision.ops.box_iou)
+
+
+def test_match(sol):
+    checks.check_match(sol["match_image"])
+
+    def cheat(pred, target, iou_fn, iou_thresh=0.5):
+        m = helpers.metrics.match_detections(pred, target, iou_thresh, score_thresh=-1)
+        return {"scores": m.scores, "is_tp": m.is_tp, "n_gt": len(target["boxes"])}
+
+    with pytest.raises(AssertionError, match="match_detections"):
+        checks.check_match(cheat)
+
+    def input_order(pred, target, iou_fn, iou_thresh=0.5):  # matches without sorting first
+        ious = iou_fn(pred["boxes"], target["boxes"])
+        free = torch.ones(len(target["boxes"]), dtype=torch.bool)
+        flags = []
+        for row in ious:
+            row = torch.where(free, row, torch.full_like(row, -1.0))
+            hit = bool(len(row)) and float(row.max()) >= iou_thresh
+            if hit:
+                free[int(row.argmax())] = False
+            flags.append(hit)
+        order = torch.argsort(pred["scores"], descending=True, stable=True)
+        return {"scores": pred["scores"][order].numpy(), "is_tp": np.array(flags)[order],
+                "n_gt": len(target["boxes"])}
+
+    with pytest.raises(AssertionError, match="is_tp"):
+        checks.check_match(input_order)
+
+
+def test_precision_recall(sol):
+    checks.check_precision_recall(sol["precision_recall"])
+
+    def strict_threshold(matches, score_thresh=0.5):  # ">" instead of ">=", and 0/0 = 0
+        tp = fp = fn = 0
+        for m in matches:
+            kept = np.asarray(m["scores"]) > score_thresh
+            hits = int(np.asarray(m["is_tp"])[kept].sum())
+            tp, fp, fn = tp + hits, fp + int(kept.sum()) - hits, fn + m["n_gt"] - hits
+        return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / max(tp + fp, 1),
+                "recall": tp / max(tp + fn, 1)}
+
+    with pytest.raises(AssertionError):
+        checks.check_precision_recall(strict_threshold)
+
+
+def test_fine_tuning(sol):
+    checks.check_fine_tuning(sol["setup_fine_tuning"])
+
+    def freeze_only_body(model, lr, weight_decay=1e-4, factor=0.5, patience=1):
+        for p in model.backbone.body.parameters():  # the FPN stays trainable
+            p.requires_grad_(False)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                weight_decay=weight_decay)
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=factor,
+                                                               patience=patience)
+
+    with pytest.raises(AssertionError, match="backbone"):
+        checks.check_fine_tuning(freeze_only_body)
+
+    def step_schedule(model, lr, weight_decay=1e-4, factor=0.5, patience=1):
+        opt, _ = sol["setup_fine_tuning"](model, lr, weight_decay, factor, patience)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, 1, factor)
+
+    with pytest.raises(AssertionError, match="ReduceLROnPlateau"):
+        checks.check_fine_tuning(step_schedule)
+
+
+def test_ece(sol):
+    checks.check_ece(sol["expected_calibration_error"])
+    with pytest.raises(AssertionError, match="expected_calibration_error"):
+        checks.check_ece(helpers.calibration.expected_calibration_error)
+
+    def left_closed(scores, correct, n_bins=10):  # np.digitize bins: 0.1 lands in bin 2
+        s, c = np.asarray(scores, float), np.asarray(correct, float)
+        if not len(s):
+            return float("nan")
+        which = np.clip(np.digitize(s, np.linspace(0, 1, n_bins + 1)) - 1, 0, n_bins - 1)
+        return float(sum((which == k).sum() * abs(c[which == k].mean() - s[which == k].mean())
+                         for k in range(n_bins) if (which == k).any()) / len(s))
+
+    with pytest.raises(AssertionError, match="ECE"):
+        checks.check_ece(left_closed)
+
+
+def test_gradcam(sol):
+    checks.check_gradcam(sol["gradcam_for_box"])
