@@ -4,7 +4,10 @@ torchvision's ``FasterRCNN`` resizes every image so its short side is ``min_size
 (long side at most ``max_size=1333``): the old notebooks fed it 256 px C-spine slices,
 which it upsampled to 800 px. The course builds the model with ``min_size=max_size=256``,
 the data's own resolution. Same architecture (ResNet-50 FPN, random init), same weights,
-same batch; the two sizes alternate within each round, so machine noise hits them alike.
+same batch; the variants alternate within each round, so machine noise hits them alike.
+A third variant also samples 128 RoIs per image for the box head instead of torchvision's
+512 (``box_batch_size_per_image``): at 256 px that fixed per-RoI cost (RoIAlign backward,
+the 12544x1024 fully connected layer) is about half of the step on a CPU.
 
     .venv/bin/python bench/bench_train_step.py [--rounds 3] [--batch 2] [--threads 2]
 """
@@ -52,11 +55,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("COURSE_PROFILE", "smoke")  # random init, never a download
-    sizes = {"torchvision default (800/1333)": (800, 1333),
-             f"course ({args.size}/{args.size})": (args.size, args.size)}
+    variants = {"torchvision default (800/1333)": dict(min_size=800, max_size=1333),
+                f"course ({args.size}/{args.size})": dict(min_size=args.size,
+                                                          max_size=args.size),
+                f"course ({args.size}), 128 RoIs": dict(min_size=args.size, max_size=args.size,
+                                                        box_batch_size_per_image=128)}
     torch.manual_seed(0)
-    models = {name: build_detector(args.arch, pretrained=False, min_size=lo, max_size=hi)
-              for name, (lo, hi) in sizes.items()}
+    models = {name: build_detector(args.arch, pretrained=False, **kw)
+              for name, kw in variants.items()}
     state = next(iter(models.values())).state_dict()
     for model in models.values():
         model.load_state_dict(state)  # identical weights: only the input size differs
@@ -75,8 +81,9 @@ def main() -> None:
     print(f"{'input sizes':<34} s/step (median)   min     max")
     for name, ts in times.items():
         print(f"{name:<34} {statistics.median(ts):>14.2f} {min(ts):>7.2f} {max(ts):>7.2f}")
-    slow, fast = (statistics.median(ts) for ts in times.values())
+    slow, fast, fastest = (statistics.median(ts) for ts in times.values())
     print(f"course sizes vs default: {slow / fast:.1f}x faster per step (target >= 6x)")
+    print(f"course sizes + 128 RoIs vs default: {slow / fastest:.1f}x faster per step")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def _grade(args) -> int:
     from course.grade import grade
 
     cfg = load(args.root)
-    table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out)
+    table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
+                  pattern=args.pattern)
     with_reason = table.assign(reason=table["reason"].str.slice(0, 60))
     print(with_reason.to_string(index=False))
     print(f"\n{len(table)} students: " + ", ".join(
@@ -86,10 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="generate the synthetic data, load a batch of each, "
-                          "save a figure (the main job on the embedded default)")
+    demo = sub.add_parser("demo", help="the whole course offline on synthetic data: data "
+                          "figure, solution notebooks (smoke), release check, three simulated "
+                          "students graded per assignment")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"),
-                      help="folder for the figure (default: outputs/demo)")
+                      help="folder for the figure, executed notebooks and grades "
+                           "(default: outputs/demo)")
+    demo.add_argument("--data-only", action="store_true",
+                      help="only the data demo: one batch of each data set, as a figure")
+    demo.add_argument("--root", type=Path, default=None,
+                      help="course root holding course/course.toml (default: this repository)")
     rel = sub.add_parser("release", help="generate student notebooks into release/")
     rel.add_argument("ids", nargs="*", help="assignment ids (default: all in course.toml)")
     rel.add_argument("--check", action="store_true",
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder of <student_id>/<notebook>.ipynb, or an LMS zip of them")
     grd.add_argument("--out", type=Path, required=True,
                      help="output folder: grades.csv, feedback/, gradebook.db")
+    grd.add_argument("--pattern", default=None,
+                     help="regex with a (?P<student_id>...) group for notebooks lying flat in "
+                          "SUBMISSIONS (default: [grading] file_pattern, else the text "
+                          "before the first underscore)")
     grd.add_argument("--root", type=Path, default=None,
                      help="course root holding course/course.toml (default: this repository)")
     pub = sub.add_parser("publish", help="write the public student bundle (release + helpers)")
@@ -122,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         return _release(args)
     if args.command == "grade":
         return _grade(args)
-    from course.demo import run
+    if args.data_only:
+        from course.demo import run
 
-    run(args.out)
+        run(args.out)
+        return 0
+    from course.config import load
+    from course.course_demo import run_course
+
+    cfg = load(args.root)
+    run_course(cfg, args.out.resolve(), data_demo=args.root is None)
     return 0

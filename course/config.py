@@ -14,6 +14,9 @@ else:  # pragma: no cover - Python 3.10
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")  # nbgrader's rule for assignment ids
+# Flat LMS exports (Canvas: "jdoe_12345_67890_pneumonia.ipynb") start a file name with the
+# student's login or id; [grading] file_pattern overrides this.
+DEFAULT_FILE_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*)_.*\.ipynb$"
 
 
 class CourseConfigError(ValueError):
@@ -44,6 +47,7 @@ class CourseConfig:
     notebook_timeout: int
     workers: int
     assignments: tuple[Assignment, ...]
+    file_pattern: str  # flat LMS exports: regex with a student_id group
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -106,4 +110,18 @@ def load(root: str | Path | None = None) -> CourseConfig:
         notebook_timeout=_get(grading, "notebook_timeout", int, f"{path} [grading]"),
         workers=_get(grading, "workers", int, f"{path} [grading]"),
         assignments=tuple(assignments),
+        file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
     )
+
+
+def _pattern(value, path: Path) -> str:
+    """A submission file-name regex with a student_id group, or a clear error."""
+    try:
+        regex = re.compile(value)
+    except (re.error, TypeError) as err:
+        raise CourseConfigError(f"{path} [grading] file_pattern {value!r} is not a regular "
+                                f"expression ({err})") from err
+    if "student_id" not in regex.groupindex:
+        raise CourseConfigError(f"{path} [grading] file_pattern {value!r} needs a "
+                                "(?P<student_id>...) group")
+    return value

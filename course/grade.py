@@ -1,7 +1,10 @@
 """`course grade`: a folder (or LMS zip) of submissions to grades.csv and feedback, via nbgrader.
 
 SUBMISSIONS/<student_id>/ holds one notebook, whatever its name ("Copy of pneumonia.ipynb"
-is the normal case from Colab). nbgrader autogrades each one in a scratch course directory
+is the normal case from Colab). An LMS export that puts every notebook in one flat folder
+(Canvas: ``jdoe_12345_67890_pneumonia.ipynb``) is sorted into student folders by a regular
+expression with a ``student_id`` group (``[grading] file_pattern`` or ``--pattern``).
+nbgrader autogrades each one in a scratch course directory
 under OUT/nbgrader, restoring edited or deleted test cells; the gradebook is OUT/gradebook.db.
 One broken submission costs that student points and gets a row with a reason; it never
 stops the others.
@@ -57,6 +60,34 @@ def unpack(submissions: Path, scratch: Path) -> Path:
     return out
 
 
+def sort_flat(submissions: Path, scratch: Path, pattern: str) -> tuple[Path, list[Row]]:
+    """Notebooks lying flat in SUBMISSIONS, moved (as copies) into per-student folders.
+
+    Returns the folder to collect from and rows for file names the pattern does not match.
+    Student folders already present are kept as they are.
+    """
+    flat = sorted(p for p in submissions.glob("*.ipynb") if p.is_file())
+    if not flat:
+        return submissions, []
+    regex = re.compile(pattern)
+    if "student_id" not in regex.groupindex:
+        raise ValueError(f"file pattern {pattern!r} has no (?P<student_id>...) group")
+    out, rows = scratch / "by_student", []
+    if out.exists():
+        shutil.rmtree(out)
+    for folder in (p for p in submissions.iterdir() if p.is_dir()):
+        shutil.copytree(folder, out / folder.name)
+    for path in flat:
+        match = regex.match(path.name)
+        if not match:
+            rows.append(Row(path.stem[:60], "failed", f"file name {path.name!r} does not match "
+                                                      f"the submission pattern {pattern!r}"))
+            continue
+        (out / match["student_id"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out / match["student_id"] / path.name)
+    return out, rows
+
+
 def collect(submissions: Path) -> tuple[dict[str, Path], list[Row]]:
     """Each student's one notebook, and rows for the students that cannot be graded."""
     found, rows = {}, []
@@ -104,7 +135,7 @@ def _autograded_cells(gradebook, a: Assignment) -> dict[str, float]:
 
 
 def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, pattern: str | None = None) -> pd.DataFrame:
     """Grade every submission; write OUT/grades.csv and OUT/feedback/; return the table."""
     from nbgrader.api import Gradebook
 
@@ -113,7 +144,9 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     if root.exists():
         shutil.rmtree(root)
     shutil.copytree(cfg.source_notebook(a).parent, root / "source" / a.id)
-    found, rows = collect(unpack(submissions, out))
+    folder, rows = sort_flat(unpack(submissions, out), out, pattern or cfg.file_pattern)
+    found, bad = collect(folder)
+    rows += bad
     db = out / "gradebook.db"
     config = nbgrader_config(cfg, root, db)
     config.GenerateFeedback.preprocessors = FEEDBACK_PREPROCESSORS

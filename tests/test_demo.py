@@ -1,14 +1,45 @@
+import nbformat
+import pandas as pd
+import pytest
 from PIL import Image
 
 from course.cli import main
+from tests.toy_course import write_toy_course
 
 
 def test_demo_runs_offline_and_saves_the_figure(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "--data-only", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC DATA - pneumonia" in out and "SYNTHETIC DATA - cspine" in out
     assert "pneumonia: SYNTHETIC data at" in out  # print_config names the source
     figure = tmp_path / "demo" / "batches.png"
     with Image.open(figure) as img:
         assert img.format == "PNG" and img.width > 600
+
+
+def test_course_demo_runs_the_whole_course_on_the_toy_course(tmp_path, capsys):
+    """The full demo on a two-exercise course: execute, check the release, grade three
+    simulated students; the half-done one answered the first exercise (2 of 5 points)."""
+    root = write_toy_course(tmp_path / "toy")
+    assert main(["release", "--root", str(root)]) == 0
+    out = tmp_path / "out"
+    assert main(["demo", "--root", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "release/ matches source/ and leaks nothing" in printed
+    executed = nbformat.read(out / "executed" / "toy.ipynb", as_version=4)
+    assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
+    grades = pd.read_csv(out / "graded" / "toy" / "grades.csv").set_index("student_id")
+    assert grades["total"].to_dict() == {"blank": 0.0, "half_done": 2.0, "solution": 5.0}
+    assert (grades["status"] == "graded").all()
+
+
+def test_course_demo_stops_on_a_stale_release(tmp_path):
+    root = write_toy_course(tmp_path / "toy")
+    assert main(["release", "--root", str(root)]) == 0
+    source = root / "source" / "toy" / "toy.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[0].source = "# Adding numbers, edited after the release"
+    nbformat.write(nb, source)
+    with pytest.raises(SystemExit, match="stale"):
+        main(["demo", "--root", str(root), "--out", str(tmp_path / "out")])

@@ -111,3 +111,41 @@ def test_a_zip_of_the_same_folders_grades_the_same(graded, tmp_path):
                  "--root", str(root)]) == 0
     again = pd.read_csv(tmp_path / "o" / "grades.csv").set_index("student_id")
     assert again.loc["sol", "total"] == 5 and again.loc["half", "total"] == 2
+
+
+def test_a_flat_lms_zip_is_sorted_by_the_file_pattern(graded, tmp_path):
+    """Canvas-style flat export: the student id is the text before the first underscore; a
+    file the pattern does not match gets a row with the reason, the others are graded."""
+    out, _ = graded
+    subs = out.parent
+    src = next(p for p in subs.iterdir() if (p / "half").is_dir())
+    zipped = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(src / "sol" / "Copy of toy.ipynb", "sol_12345_67890_toy.ipynb")
+        zf.write(src / "half" / "toy.ipynb", "half_LATE_23456_78901_toy.ipynb")
+        zf.write(src / "half" / "toy.ipynb", "no-underscore.ipynb")
+    root = next(p for p in subs.iterdir() if (p / "course").is_dir())
+    assert main(["grade", "toy", str(zipped), "--out", str(tmp_path / "o"),
+                 "--root", str(root)]) == 0
+    table = pd.read_csv(tmp_path / "o" / "grades.csv", keep_default_na=False)
+    table = table.set_index("student_id")
+    assert table.loc["sol", "total"] == 5 and table.loc["half", "total"] == 2
+    assert table.loc["no-underscore", "status"] == "failed"
+    assert "does not match" in table.loc["no-underscore", "reason"]
+
+
+def test_a_custom_pattern_names_the_students(graded, tmp_path):
+    out, _ = graded
+    subs = out.parent
+    src = next(p for p in subs.iterdir() if (p / "half").is_dir())
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "toy-s001.ipynb").write_bytes((src / "half" / "toy.ipynb").read_bytes())
+    root = next(p for p in subs.iterdir() if (p / "course").is_dir())
+    assert main(["grade", "toy", str(flat), "--out", str(tmp_path / "o"), "--root", str(root),
+                 "--pattern", r"^toy-(?P<student_id>s\d+)\.ipynb$"]) == 0
+    table = pd.read_csv(tmp_path / "o" / "grades.csv").set_index("student_id")
+    assert list(table.index) == ["s001"] and table.loc["s001", "total"] == 2
+    with pytest.raises(ValueError, match="student_id"):
+        main(["grade", "toy", str(flat), "--out", str(tmp_path / "o2"), "--root", str(root),
+              "--pattern", r"^toy-(s\d+)\.ipynb$"])

@@ -4,6 +4,7 @@ and grading gives the solution full marks and the blank student notebook zero.""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,19 +13,22 @@ from course.config import load
 from course.grade import grade
 
 CFG = load()
+ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = pytest.mark.parametrize("assignment", CFG.assignments, ids=lambda a: a.id)
 
 
 @ASSIGNMENTS
 def test_solution_notebook_runs_in_the_smoke_profile(assignment, tmp_path):
     env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(tmp_path / "data"),
-           "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1"}
+           "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RSNA_PNEUMONIA_DIR", None)
     env.pop("CSPINE_H5", None)
     notebook = str(CFG.source_notebook(assignment))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
-         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), notebook],
+         "-p", "no:cacheprovider", "-p", "tests.nbval_patience", "--rootdir", str(tmp_path),
+         notebook],
         capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 

@@ -71,6 +71,12 @@ def test_bad_course_config_is_named(tmp_path):
         load(tmp_path)
     with pytest.raises(CourseConfigError, match="no course config"):
         load(tmp_path / "elsewhere")
+    for bad, says in (("(unclosed", "not a regular expression"),
+                      (r"^(\\w+)_.*$", "student_id")):
+        (tmp_path / "course" / "course.toml").write_text(
+            TOML.replace("workers = 1", f'workers = 1\nfile_pattern = "{bad}"'))
+        with pytest.raises(CourseConfigError, match=says):
+            load(tmp_path)
 
 
 def test_unknown_assignment_lists_the_known_ones(released):

@@ -1,0 +1,128 @@
+"""Does the smoke profile's detector learn, offline, on CPU, within a time budget?
+
+For each data set, on the smoke profile's synthetic data (what ``helpers.data.locate``
+generates without real data: 200 pneumonia patients at 256 px, 300 C-spine slices), train
+the smoke profile's model with the smoke profile's settings (``helpers.env.config()``)
+through ``helpers.data`` + ``helpers.transforms`` + ``helpers.engine``, for the profile's
+epochs or until the wall-clock budget runs out (checked between epochs), then report COCO
+AP50 on the synthetic test split via ``helpers.metrics.coco_map``:
+
+* pneumonia: test patients of ``patient_split``; AP50 over the positive patients (the
+  notebook's test set) and, for reference, over all test patients;
+* C-spine: every slice of split ``test`` (most have no fracture).
+
+Timings depend on what else the machine runs; the report gives steps and s/step too.
+
+    .venv/bin/python bench/bench_learning.py [--budget 90] [--threads 2] [--only cspine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from helpers.data import (
+    CSpineH5Dataset,
+    PneumoniaDataset,
+    collate,
+    locate,
+    patient_split,
+    pneumonia_layout,
+    read_labels,
+)
+from helpers.engine import predict_with_targets, train_one_epoch
+from helpers.env import config, seed_everything
+from helpers.metrics import coco_map
+from helpers.models import build_detector
+from helpers.transforms import eval_transforms, train_transforms
+
+
+def pneumonia_sets(size: int) -> tuple[Dataset, dict[str, Dataset]]:
+    """Train set (positive training patients) and the test sets (positives, all)."""
+    csv, images = pneumonia_layout(locate("pneumonia").path)
+    labels = read_labels(csv)
+    split = patient_split(labels, seed=config().seed)
+    train = PneumoniaDataset(labels, images, split["train"], transform=train_transforms(size))
+    tests = {name: PneumoniaDataset(labels, images, split["test"], positives_only=only,
+                                    transform=eval_transforms(size))
+             for name, only in (("test positives", True), ("test all", False))}
+    return train, tests
+
+
+def cspine_sets(size: int) -> tuple[Dataset, dict[str, Dataset]]:
+    """Train slices and the test slices of the C-spine file."""
+    path = locate("cspine").path
+    train = CSpineH5Dataset(path, split="train", transform=train_transforms(size))
+    return train, {"test all": CSpineH5Dataset(path, split="test",
+                                               transform=eval_transforms(size))}
+
+
+def run(name: str, budget: float, positive_share: float, epochs: int | None) -> None:
+    """Train on one data set within ``budget`` seconds and print AP50 on its test sets."""
+    cfg = config()
+    seed_everything(cfg.seed)
+    train, tests = (pneumonia_sets if name == "pneumonia" else cspine_sets)(cfg.image_size)
+    sampler = None
+    if positive_share and isinstance(train, CSpineH5Dataset):
+        # Most slices show no fracture: draw positives for `positive_share` of each epoch.
+        positive = np.abs(train.bboxes[train.indices]).sum(axis=(1, 2)) > 0
+        weights = np.where(positive, positive_share / positive.sum(),
+                           (1 - positive_share) / (~positive).sum())
+        sampler = WeightedRandomSampler(torch.as_tensor(weights), len(train))
+    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=sampler is None,
+                        sampler=sampler, collate_fn=collate, drop_last=True,
+                        num_workers=cfg.num_workers)
+    arch = getattr(cfg, f"{name}_arch")
+    model = build_detector(arch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "cspine":  # as the notebooks: AdamW for assignment 2, SGD for assignment 1
+        optimizer = torch.optim.AdamW(params, lr=cfg.adamw_lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+    epochs = epochs or getattr(cfg, f"{name}_epochs")
+    start = time.perf_counter()
+    done = 0
+    while done < epochs and time.perf_counter() - start < budget:
+        losses = train_one_epoch(model, loader, optimizer, "cpu", done, cfg.warmup_iters,
+                                 progress=False)
+        done += 1
+    seconds = time.perf_counter() - start
+    steps = done * len(loader)
+    print(f"\n{name}: {len(train)} training images, {arch}, batch {cfg.batch_size}, "
+          f"{type(optimizer).__name__} lr {optimizer.defaults['lr']}")
+    print(f"  trained {done}/{epochs} epochs = {steps} steps in {seconds:.0f} s "
+          f"({seconds / max(steps, 1):.2f} s/step), last epoch loss {losses['loss']:.3f}")
+    for test_name, test in tests.items():
+        loader = DataLoader(test, batch_size=8, collate_fn=collate)
+        preds, targets = predict_with_targets(model, loader, "cpu")
+        scores = coco_map(preds, targets)
+        n_boxes = sum(len(t["boxes"]) for t in targets)
+        print(f"  {test_name:<15} ({len(test)} images, {n_boxes} boxes): "
+              f"AP50 {scores['map_50']:.3f}  AP50:95 {scores['map']:.3f}  (target AP50 >= 0.5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=90.0,
+                        help="training seconds per data set (default 90)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--epochs", type=int,
+                        help="epochs to train (default: the smoke profile's), within --budget")
+    parser.add_argument("--only", choices=["pneumonia", "cspine"], help="one data set only")
+    parser.add_argument("--positive-share", type=float, default=0.5,
+                        help="share of C-spine draws from fractured slices (default 0.5)")
+    args = parser.parse_args()
+    os.environ["COURSE_PROFILE"] = "smoke"
+    torch.set_num_threads(args.threads)
+    for name in [args.only] if args.only else ["pneumonia", "cspine"]:
+        run(name, args.budget, args.positive_share, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
