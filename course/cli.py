@@ -43,16 +43,30 @@ def _release(args) -> int:
 
 def _grade(args) -> int:
     from course.config import load
-    from course.grade import grade
+    from course.grade import grade, parse_shard
 
     cfg = load(args.root)
+    shard = parse_shard(args.shard) if args.shard else None
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
-                  pattern=args.pattern)
+                  pattern=args.pattern, workers=args.workers, force=args.force, shard=shard)
+    return _summary(table, args.out)
+
+
+def _grade_merge(args) -> int:
+    from course.config import load
+    from course.grade import merge
+
+    cfg = load(args.root)
+    table = merge(cfg, cfg.assignment(args.assignment), args.shards, args.out)
+    return _summary(table, args.out)
+
+
+def _summary(table, out: Path) -> int:
     with_reason = table.assign(reason=table["reason"].str.slice(0, 60))
     print(with_reason.to_string(index=False))
     print(f"\n{len(table)} students: " + ", ".join(
         f"{n} {s}" for s, n in table["status"].value_counts().items()))
-    print(f"grades: {args.out / 'grades.csv'}  feedback: {args.out / 'feedback'}/")
+    print(f"grades: {out / 'grades.csv'}  feedback: {out / 'feedback'}/")
     return 0  # the run completed, whatever the students scored
 
 
@@ -110,11 +124,26 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder of <student_id>/<notebook>.ipynb, or an LMS zip of them")
     grd.add_argument("--out", type=Path, required=True,
                      help="output folder: grades.csv, feedback/, gradebook.db")
+    grd.add_argument("--workers", type=int, default=None,
+                     help="submissions graded at once, each in its own process "
+                          "(default: [grading] workers)")
+    grd.add_argument("--force", action="store_true",
+                     help="grade again even the submissions whose result is current")
+    grd.add_argument("--shard", default=None, metavar="I/N",
+                     help="grade only shard I of N (a stable hash of the student id); fold "
+                          "the shards' outputs with `course grade-merge`")
     grd.add_argument("--pattern", default=None,
                      help="regex with a (?P<student_id>...) group for notebooks lying flat in "
                           "SUBMISSIONS (default: [grading] file_pattern, else the text "
                           "before the first underscore)")
     grd.add_argument("--root", type=Path, default=None,
+                     help="course root holding course/course.toml (default: this repository)")
+    mrg = sub.add_parser("grade-merge", help="fold `grade --shard` outputs into one gradebook")
+    mrg.add_argument("assignment", help="assignment id from course.toml")
+    mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
+    mrg.add_argument("--out", type=Path, required=True,
+                     help="output folder: grades.csv, feedback/, gradebook.db")
+    mrg.add_argument("--root", type=Path, default=None,
                      help="course root holding course/course.toml (default: this repository)")
     pub = sub.add_parser("publish", help="write the public student bundle (release + helpers)")
     pub.add_argument("out", type=Path, help="bundle folder (emptied first)")
@@ -133,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return _release(args)
     if args.command == "grade":
         return _grade(args)
+    if args.command == "grade-merge":
+        return _grade_merge(args)
     if args.data_only:
         from course.demo import run
 

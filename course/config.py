@@ -48,6 +48,7 @@ class CourseConfig:
     workers: int
     assignments: tuple[Assignment, ...]
     file_pattern: str  # flat LMS exports: regex with a student_id group
+    memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -111,6 +112,7 @@ def load(root: str | Path | None = None) -> CourseConfig:
         workers=_get(grading, "workers", int, f"{path} [grading]"),
         assignments=tuple(assignments),
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
+        memory_gb=float(grading.get("memory_gb", 0)),
     )
 
 

@@ -12,19 +12,34 @@ stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pandas as pd
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    DeduplicateIds,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
 from tqdm.auto import tqdm
 
 from course.config import Assignment, CourseConfig
 from course.feedback import FEEDBACK_PREPROCESSORS
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
+from course.worker import digest, read_result, write_result
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 RUN_FAILURES = ("CellTimeoutError", "DeadKernelError")
@@ -116,7 +131,7 @@ def collect(submissions: Path) -> tuple[dict[str, Path], list[Row]]:
     return found, rows
 
 
-def _run_problem(notebook: Path) -> str:
+def run_problem(notebook: Path) -> str:
     """Why a graded notebook did not run through (a timeout, a dead kernel), or ''."""
     nb = nbformat.read(notebook, as_version=4)
     for i, cell in enumerate(nb.cells):
@@ -134,39 +149,181 @@ def _autograded_cells(gradebook, a: Assignment) -> dict[str, float]:
             if c.cell_type == "code" and c.name not in solutions}
 
 
-def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
-          progress: bool = True, pattern: str | None = None) -> pd.DataFrame:
-    """Grade every submission; write OUT/grades.csv and OUT/feedback/; return the table."""
-    from nbgrader.api import Gradebook
+def in_shard(student_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether a student belongs to shard (i, n), 1 <= i <= n: a stable hash of the id, so a
+    student's shard does not depend on who else submitted."""
+    if shard is None:
+        return True
+    i, n = shard
+    return zlib.crc32(student_id.encode()) % n == i - 1
 
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/8' -> (2, 8), with a clear error otherwise."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {text!r}: expected 1 <= I <= N")
+    return i, n
+
+
+def prepare_template(cfg: CourseConfig, a: Assignment, folder: Path) -> Path:
+    """An nbgrader course folder with the assignment registered: what each worker copies."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(cfg.source_notebook(a).parent, folder / "source" / a.id)
+    with nbgrader_api(nbgrader_config(cfg, folder, folder / "gradebook.db")) as api:
+        result = api.generate_assignment(a.id, force=True)
+    if not result["success"]:
+        raise RuntimeError(f"nbgrader could not register {a.id}: {result.get('error')}")
+    shutil.rmtree(folder / "release", ignore_errors=True)
+    # Autograde restores the test cells from the gradebook, not from the source notebook:
+    # the workers' copies hold no solutions for student code to find.
+    for notebook in (folder / "source").rglob("*.ipynb"):
+        notebook.unlink()
+    return folder
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a worker and everything it started (the kernel runs in its own session)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
+def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, notebook: Path,
+               workdir: Path) -> dict:
+    """Grade one submission in a child process under the notebook timeout; its result."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "course.worker", str(template), str(notebook), str(workdir),
+           sid, a.id, "--root", str(cfg.root), "--memory-gb", str(cfg.memory_gb)]
+    with open(workdir / "worker.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=cfg.notebook_timeout)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            code = None
+    done = read_result(workdir)
+    if done is not None:
+        return done
+    fields = {"student_id": sid, "hash": digest(notebook, cfg.source_notebook(a)),
+              "submission": str(notebook), "notebook": None, "status": "failed"}
+    if code is None:
+        return write_result(workdir, **fields, reason=f"stopped after {cfg.notebook_timeout} s "
+                                                       "(the notebook time limit); scored 0")
+    lines = (workdir / "worker.log").read_text(errors="replace").strip().splitlines()
+    why = "out of memory" if any("MemoryError" in x for x in lines[-20:]) else (
+        lines[-1][:200] if lines else "no output")
+    return write_result(workdir, **fields, reason=f"grading process ended with code {code}: "
+                                                   f"{why}")
+
+
+def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
+          progress: bool = True, pattern: str | None = None, workers: int | None = None,
+          force: bool = False, shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Grade every submission (of the shard); write OUT/grades.csv, OUT/gradebook.db and
+    OUT/feedback/; return the table.
+
+    Each submission is executed by its own worker process in OUT/work/<student>/, at most
+    ``workers`` at a time. A submission whose result there was made from the same bytes
+    (and the same source notebook) is not graded again unless ``force``. Then one writer
+    builds the gradebook from the executed notebooks (`import_results`).
+    """
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    root = out / "nbgrader"
-    if root.exists():
-        shutil.rmtree(root)
-    shutil.copytree(cfg.source_notebook(a).parent, root / "source" / a.id)
     folder, rows = sort_flat(unpack(submissions, out), out, pattern or cfg.file_pattern)
     found, bad = collect(folder)
     rows += bad
-    db = out / "gradebook.db"
+    found = {sid: nb for sid, nb in found.items() if in_shard(sid, shard)}
+    work = out / "work"
+    results = []
+    for row in rows:  # nothing to run: the row is the result
+        if in_shard(row.student_id, shard):
+            results.append(write_result(work / row.student_id, student_id=row.student_id,
+                                        hash=None, notebook=None, status=row.status,
+                                        reason=row.reason))
+    source = cfg.source_notebook(a)
+    todo = {}
+    for sid, nb in found.items():
+        done = read_result(work / sid)
+        if not force and done is not None and done.get("hash") == digest(nb, source):
+            results.append(done)
+        else:
+            todo[sid] = nb
+    if todo:
+        template = prepare_template(cfg, a, out / "template")
+        n = max(1, min(workers or cfg.workers, len(todo)))
+        try:
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                jobs = [pool.submit(run_worker, cfg, a, template, sid, nb, work / sid)
+                        for sid, nb in todo.items()]
+                for job in tqdm(as_completed(jobs), total=len(jobs), desc=f"grading {a.id}",
+                                disable=not progress):
+                    results.append(job.result())
+        finally:
+            shutil.rmtree(template, ignore_errors=True)
+    if progress:
+        print(f"graded {len(todo)} submission(s), reused {len(found) - len(todo)} unchanged "
+              f"result(s), {len(rows)} without a gradable notebook")
+    return import_results(cfg, a, out, results)
+
+
+def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[dict],
+                   work: Path | None = None) -> pd.DataFrame:
+    """The single writer: a fresh OUT/gradebook.db, grades.csv and feedback from results.
+
+    The executed notebooks go through nbgrader's autograde again with execution switched
+    off: the test cells are restored from the gradebook and scored from their outputs, so
+    nbgrader's own rules decide every score, and no student code runs here.
+    """
+    from nbgrader.api import Gradebook
+
+    root, db = out / "nbgrader", out / "gradebook.db"
+    for stale in (root, out / "feedback"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    db.unlink(missing_ok=True)
+    (out / "feedback").mkdir()
+    shutil.copytree(cfg.source_notebook(a).parent, root / "source" / a.id)
     config = nbgrader_config(cfg, root, db)
     config.GenerateFeedback.preprocessors = FEEDBACK_PREPROCESSORS
-    (out / "feedback").mkdir(exist_ok=True)
+    config.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec,
+                                               OverwriteCells, CheckCellMetadata]
+    config.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades,
+                                                AssignLatePenalties, CheckCellMetadata]
+    rows = []
     with nbgrader_api(config) as api:
         result = api.generate_assignment(a.id, force=True)
         if not result["success"]:
             raise RuntimeError(f"nbgrader could not register {a.id}: {result.get('error')}")
-        for sid, notebook in tqdm(found.items(), desc=f"grading {a.id}", disable=not progress):
+        for res in sorted(results, key=lambda r: r["student_id"]):
+            sid, row = res["student_id"], Row(res["student_id"], res["status"],
+                                              res.get("reason") or "")
+            rows.append(row)
+            if not res.get("notebook"):
+                continue
+            executed = (work or out / "work") / sid / res["notebook"]
             target = root / "submitted" / sid / a.id / a.notebook
             target.parent.mkdir(parents=True)
-            shutil.copy(notebook, target)
-            result = api.autograde(a.id, sid, force=True, create=True)
-            if not result["success"]:
-                error = (result.get("error") or result.get("log") or "").strip().splitlines()
-                rows.append(Row(sid, "failed", "autograde failed: " + (error[-1] if error
-                                                                       else "no message")))
+            shutil.copy(executed, target)
+            imported = api.autograde(a.id, sid, force=True, create=True)
+            if not imported["success"]:
+                row.status, row.reason = "failed", "could not import the executed notebook"
                 continue
-            problem = _run_problem(root / "autograded" / sid / a.id / a.notebook)
-            rows.append(Row(sid, "partial" if problem else "graded", problem))
             feedback = api.generate_feedback(a.id, sid, force=True)
             html = root / "feedback" / sid / a.id / f"{Path(a.notebook).stem}.html"
             if feedback["success"] and html.is_file():
@@ -177,9 +334,34 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
             if row.status in ("graded", "partial"):
                 sub = gb.find_submission_notebook(Path(a.notebook).stem, a.id, row.student_id)
                 row.scores = {g.name: float(g.score) for g in sub.grades if g.name in cells}
+    shutil.rmtree(root)  # copies of the source and of every notebook: not needed any more
     table = _table(rows, cells)
     table.to_csv(out / "grades.csv", index=False)
     return table
+
+
+def merge(cfg: CourseConfig, a: Assignment, shard_outs: list[Path], out: Path) -> pd.DataFrame:
+    """Fold the outputs of `course grade --shard` runs into one gradebook and grades.csv."""
+    out = out.resolve()
+    work = out / "work"
+    results, seen = [], {}
+    for shard_out in shard_outs:
+        for workdir in sorted(p for p in (shard_out / "work").glob("*") if p.is_dir()):
+            res = read_result(workdir)
+            if res is None:
+                raise RuntimeError(f"{workdir}: no result.json; that shard did not finish "
+                                   "(run its `course grade --shard` again)")
+            sid = res["student_id"]
+            if sid in seen:
+                raise RuntimeError(f"student {sid!r} is in {seen[sid]} and in {shard_out}: "
+                                   "shards must not overlap")
+            seen[sid] = shard_out
+            if workdir.resolve() != (work / sid).resolve():
+                if (work / sid).exists():
+                    shutil.rmtree(work / sid)
+                shutil.copytree(workdir, work / sid, ignore=shutil.ignore_patterns("nbgrader"))
+            results.append(res)
+    return import_results(cfg, a, out, results)
 
 
 def _table(rows: list[Row], cells: dict[str, float]) -> pd.DataFrame:

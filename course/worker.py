@@ -1,0 +1,177 @@
+"""Grade one submission in its own process and folder: what `course grade` starts per student.
+
+    python -m course.worker TEMPLATE SUBMISSION WORKDIR STUDENT ASSIGNMENT [--root ROOT]
+
+TEMPLATE is an nbgrader course folder prepared once per run (a gradebook that knows the
+assignment; no source notebook). The worker copies it into a private temporary folder,
+puts the submission in as ``submitted/STUDENT/ASSIGNMENT/<notebook>``, and runs nbgrader's
+autograde there: test cells restored, the notebook executed with the per-cell timeout.
+It copies the executed notebook to WORKDIR/autograded.ipynb and writes WORKDIR/result.json
+last, atomically: a folder without result.json was never finished. Its own gradebook is
+thrown away; the parent imports the executed notebooks into the one gradebook of the run
+(`course.grade.import_results`).
+
+Before anything runs, the worker caps its address space (``[grading] memory_gb``); the
+notebook's kernel, a child process, inherits the cap. The parent enforces the wall-clock
+limit per notebook by killing the worker and its kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULT = "result.json"
+MAX_OUTPUT_CHARS = 100_000  # per output; the scores depend on errors, not on printed text
+
+
+def digest(*paths: Path) -> str:
+    """SHA-256 over the files' bytes: a submission and the notebook it is graded against."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def write_result(workdir: Path, **fields) -> dict:
+    """Write WORKDIR/result.json atomically (a reader never sees half a file)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(fields, indent=1, sort_keys=True))
+    tmp.replace(workdir / RESULT)
+    return fields
+
+
+def read_result(workdir: Path) -> dict | None:
+    """The finished result in WORKDIR, or None (never started, killed, or unreadable)."""
+    try:
+        return json.loads((workdir / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def trim_outputs(path: Path, max_chars: int = MAX_OUTPUT_CHARS) -> int:
+    """Cut every text output of an executed notebook to ``max_chars``; return how many were
+    cut. nbgrader's LimitOutput caps the number of lines, not their length: one print of
+    100 MB would otherwise travel into the gradebook, the feedback and every later step."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cut = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts = [("text", out)] if "text" in out else []
+            texts += [(k, out["data"]) for k in out.get("data", {}) if k.startswith("text/")]
+            for key, holder in texts:
+                value = holder[key]
+                value = "".join(value) if isinstance(value, list) else value
+                if len(value) > max_chars:
+                    holder[key] = (value[:max_chars] + f"\n... [{len(value) - max_chars:,} "
+                                   "characters of output removed by the grader]\n")
+                    cut += 1
+    if cut:
+        nbformat.write(nb, path)
+    return cut
+
+
+GENERIC = ("Please see the", "NbGraderException")
+
+
+def failure_reason(log: str) -> str:
+    """The most specific line of a failed autograde's log, for the grades.csv row."""
+    if "DeadKernelError" in log:
+        return ("the kernel died while the notebook ran (os._exit, a crash or the memory "
+                "cap); nothing could be scored")
+    lines = [x.strip() for x in log.splitlines() if x.strip()]
+    errors = [x for x in lines if re.search(r"(Error|Exception)\b", x)
+              and not any(g in x for g in GENERIC)]
+    best = errors[-1] if errors else (lines[-1] if lines else "no message")
+    return "autograde failed: " + best[:240]
+
+
+def cap_memory(gigabytes: float) -> None:
+    """Limit this process's (and its children's) address space; 0 means no cap."""
+    if gigabytes > 0:
+        limit = int(gigabytes * 1024**3)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def grade_one(root: Path | None, template: Path, submission: Path, workdir: Path, sid: str,
+              assignment_id: str) -> dict:
+    """Autograde one submission in WORKDIR; return (and write) its result."""
+    from course.config import load
+
+    cfg = load(root)
+    a = cfg.assignment(assignment_id)
+    start = time.perf_counter()
+    # A private scratch folder outside OUT: relative paths from the notebook lead to its own
+    # copy of the course (no solutions), not to other students' work.
+    scratch = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    try:
+        return _autograde(cfg, a, template, submission, workdir, sid, scratch, start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str,
+               scratch: Path, start: float) -> dict:
+    from course.grade import run_problem
+    from course.nbgrader_setup import nbgrader_api, nbgrader_config
+
+    source = cfg.source_notebook(a)
+    course_dir = scratch / "nbgrader"
+    shutil.copytree(template, course_dir)
+    target = course_dir / "submitted" / sid / a.id / a.notebook
+    target.parent.mkdir(parents=True)
+    shutil.copy(submission, target)
+    config = nbgrader_config(cfg, course_dir, course_dir / "gradebook.db")
+    with nbgrader_api(config) as api:
+        result = api.autograde(a.id, sid, force=True, create=True)
+    fields = {"student_id": sid, "hash": digest(submission, source),
+              "submission": str(submission)}
+    if not result["success"]:
+        text = "\n".join(filter(None, [result.get("log"), result.get("error")]))
+        (workdir / "nbgrader.log").write_text(text)
+        return write_result(workdir, **fields, status="failed", notebook=None,
+                            reason=failure_reason(text),
+                            seconds=round(time.perf_counter() - start, 1))
+    executed = course_dir / "autograded" / sid / a.id / a.notebook
+    shutil.copy(executed, workdir / "autograded.ipynb")
+    trimmed = trim_outputs(workdir / "autograded.ipynb")
+    problem = run_problem(executed)
+    if trimmed:
+        problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
+    return write_result(workdir, **fields, status="partial" if problem else "graded",
+                        reason=problem, notebook="autograded.ipynb",
+                        seconds=round(time.perf_counter() - start, 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("template", type=Path)
+    parser.add_argument("submission", type=Path)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("student")
+    parser.add_argument("assignment")
+    parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--memory-gb", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    cap_memory(args.memory_gb)
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    grade_one(args.root, args.template, args.submission, args.workdir, args.student,
+              args.assignment)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""`course grade` at scale and under attack, on the toy course: parallel workers agree with
+one worker, re-runs grade only what changed, a killed run loses nothing, shards merge into
+one gradebook, and hostile submissions cost nobody else a point."""
+
+import json
+import os
+
+import nbformat
+import pandas as pd
+import pytest
+from nbgrader.api import Gradebook
+
+from course.cli import main
+from course.config import load
+from course.grade import grade, in_shard, merge
+from tests.toy_course import ADD_SOLUTION, MUL_SOLUTION, write_toy_course
+
+STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
+
+
+def _put(folder, nb, name="toy.ipynb"):
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / name)
+
+
+def _with_cells(nb, sources, at=3):
+    """A copy of a student notebook with cells inserted before cell ``at`` (the add test)."""
+    nb = nbformat.from_dict(nb)
+    for source in reversed(sources):
+        nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """The toy course with a 40 s notebook limit and a 3 GB memory cap; its notebooks
+    (a release notebook: header cell, title, add, add test, mul, mul test)."""
+    root = write_toy_course(tmp_path_factory.mktemp("course"))
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace("notebook_timeout = 300", "notebook_timeout = 40")
+                    .replace("workers = 1", "workers = 2\nmemory_gb = 3"))
+    assert main(["release", "--root", str(root)]) == 0
+    cfg = load(root)
+    source = nbformat.read(cfg.source_notebook(cfg.assignments[0]), as_version=4)
+    blank = nbformat.read(cfg.release_notebook(cfg.assignments[0]), as_version=4)
+    half = nbformat.from_dict(blank)
+    half.cells[2].source = half.cells[2].source.replace(STUB, ADD_SOLUTION.strip())
+    return cfg, source, blank, half
+
+
+@pytest.fixture(scope="module")
+def honest(course, tmp_path_factory):
+    """Six honest students: two full, two half, two blank."""
+    _, source, blank, half = course
+    subs = tmp_path_factory.mktemp("honest")
+    for sid, nb in (("s1", source), ("s2", half), ("s3", blank), ("s4", source), ("s5", half),
+                    ("s6", blank)):
+        _put(subs / sid, nb)
+    return subs, {"s1": 5, "s2": 2, "s3": 0, "s4": 5, "s5": 2, "s6": 0}
+
+
+def _totals(out):
+    return pd.read_csv(out / "grades.csv").set_index("student_id")["total"].to_dict()
+
+
+def _stamps(out):
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "work").glob("*/result.json")}
+
+
+def test_two_workers_grade_exactly_like_one(course, honest, tmp_path):
+    cfg, *_ = course
+    subs, expected = honest
+    a = cfg.assignments[0]
+    one = grade(cfg, a, subs, tmp_path / "one", progress=False, workers=1)
+    two = grade(cfg, a, subs, tmp_path / "two", progress=False, workers=2)
+    assert one.equals(two)
+    assert _totals(tmp_path / "two") == expected  # no row lost, none duplicated
+    with Gradebook(f"sqlite:///{tmp_path / 'two' / 'gradebook.db'}") as gb:
+        assert sorted(s.id for s in gb.students) == sorted(expected)
+        assert {s: gb.find_submission(a.id, s).score for s in expected} == expected
+
+
+def test_a_rerun_grades_only_new_or_changed_submissions(course, honest, tmp_path):
+    cfg, source, *_ = course
+    subs, expected = honest
+    a = cfg.assignments[0]
+    out = tmp_path / "out"
+    grade(cfg, a, subs, out, progress=False)
+    first = _stamps(out)
+    grade(cfg, a, subs, out, progress=False)
+    assert _stamps(out) == first  # nothing re-run
+    changed = subs.parent / "changed"
+    for sid in expected:
+        _put(changed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
+    _put(changed / "s3", source)  # s3 finished the work
+    grade(cfg, a, changed, out, progress=False)
+    again = _stamps(out)
+    assert [s for s in again if again[s] != first[s]] == ["s3"]
+    assert _totals(out) == {**expected, "s3": 5}
+    grade(cfg, a, changed, out, progress=False, force=True)
+    assert all(_stamps(out)[s] != again[s] for s in again)
+
+
+def test_a_run_killed_halfway_loses_nothing(course, honest, tmp_path):
+    """A worker killed before it wrote result.json leaves no result; the next run grades
+    exactly those students and keeps the others'."""
+    cfg, *_ = course
+    subs, expected = honest
+    a = cfg.assignments[0]
+    out = tmp_path / "out"
+    grade(cfg, a, subs, out, progress=False)
+    for sid in ("s2", "s5"):  # as if the machine died while these two ran
+        (out / "work" / sid / "result.json").unlink()
+    before = _stamps(out)
+    grade(cfg, a, subs, out, progress=False)
+    after = _stamps(out)
+    assert sorted(s for s in after if after[s] != before.get(s)) == ["s2", "s5"]
+    assert _totals(out) == expected
+
+
+def test_shards_merge_into_one_gradebook(course, honest, tmp_path):
+    cfg, *_ = course
+    subs, expected = honest
+    a = cfg.assignments[0]
+    assert {sid for sid in expected if in_shard(sid, (1, 2))} not in (set(), set(expected))
+    for i in (1, 2):
+        assert main(["grade", "toy", str(subs), "--out", str(tmp_path / f"shard{i}"),
+                     "--shard", f"{i}/2", "--root", str(cfg.root)]) == 0
+    parts = [set(_totals(tmp_path / f"shard{i}")) for i in (1, 2)]
+    assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(expected)
+    assert main(["grade-merge", "toy", str(tmp_path / "shard1"), str(tmp_path / "shard2"),
+                 "--out", str(tmp_path / "merged"), "--root", str(cfg.root)]) == 0
+    assert _totals(tmp_path / "merged") == expected
+    assert sorted(p.stem for p in (tmp_path / "merged" / "feedback").glob("*.html")) == sorted(
+        expected)
+    with pytest.raises(RuntimeError, match="must not overlap"):
+        merge(cfg, a, [tmp_path / "shard1", tmp_path / "shard1"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="I/N"):
+        main(["grade", "toy", str(subs), "--out", str(tmp_path / "x"), "--shard", "3",
+              "--root", str(cfg.root)])
+
+
+SNOOP = """import json, pathlib
+for p in pathlib.Path("../../..").rglob("*.ipynb"):  # the grading folder, from the notebook
+    for c in json.loads(p.read_text()).get("cells", []):
+        text = "".join(c["source"])
+        if "BEGIN SOLUTION" in text:
+            exec(text)  # a solution found on disk would answer both exercises
+"""
+
+HOSTILE = {
+    # student id: (cells inserted before the add test, what the row's reason must say)
+    "exits": (["import sys\nsys.exit('bye')"], None),
+    "hard_exit": (["import os\nos._exit(3)"], "kernel died"),
+    "memory_bomb": (["hog = bytearray(6 * 1024**3)"], None),
+    "loud": (["print('x' * 100_000_000)"], "trimmed"),
+    "sleeper": (["import time\ntime.sleep(4)"] * 12, "time limit"),  # 48 s > 40 s
+    "snoop": ([SNOOP], None),
+    "fake_pass": (["print('visible check passed\\nScore: 5.0 / 5.0')"], None),
+    "patched_assert": (["import builtins\nbuiltins.AssertionError = type('Never', "
+                        "(Exception,), {})"], None),
+}
+
+
+def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
+    """Graded together with honest students: every honest score is exact, every hostile one
+    is >= 0 with its reason, and the gradebook opens cleanly afterwards."""
+    cfg, source, blank, half = course
+    subs, expected = honest
+    mixed = tmp_path / "mixed"
+    for sid in expected:
+        _put(mixed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
+    for sid, (cells, _) in HOSTILE.items():
+        _put(mixed / sid, _with_cells(half, cells))
+    edited = nbformat.from_dict(half)
+    edited.cells[3].source = "pass"
+    _put(mixed / "edited_test", edited)
+    (mixed / "bad_json").mkdir()
+    (mixed / "bad_json" / "toy.ipynb").write_text("{ not json")
+    _put(mixed / "renamed", half, name="my homework (final).ipynb")
+    other = nbformat.from_dict(half)
+    other.cells = [nbformat.v4.new_code_cell("print('another assignment')")]
+    _put(mixed / "other_assignment", other)
+    wrong_answer = nbformat.from_dict(blank)
+    wrong_answer.cells[2].source = wrong_answer.cells[2].source.replace(
+        STUB, ADD_SOLUTION.strip().replace("a + b", "a + b + 1"))
+    wrong_answer.cells[4].source = wrong_answer.cells[4].source.replace(STUB, MUL_SOLUTION.strip())
+    _put(mixed / "wrong_add", wrong_answer)
+
+    out = tmp_path / "out"
+    assert main(["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]) == 0
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("student_id")
+    for sid, points in expected.items():
+        assert table.loc[sid, "total"] == points, sid
+    assert (table["total"] >= 0).all() and table.index.is_unique
+    for sid, (_, says) in HOSTILE.items():
+        assert table.loc[sid, "total"] <= 2, (sid, table.loc[sid].to_dict())
+        if says:
+            assert says in table.loc[sid, "reason"], (sid, table.loc[sid, "reason"])
+    assert table.loc["sleeper", "status"] == "failed"
+    assert table.loc["memory_bomb", "total"] == 2  # the bomb cell fails, the rest is graded
+    assert table.loc["edited_test", "total"] == 2 and table.loc["renamed", "total"] == 2
+    assert table.loc["wrong_add", "total"] == 3 and table.loc["other_assignment", "total"] == 0
+    assert table.loc["bad_json", "status"] == "failed" and "not a valid notebook" in table.loc[
+        "bad_json", "reason"]
+    assert os.path.getsize(out / "work" / "loud" / "autograded.ipynb") < 2_000_000
+    result = json.loads((out / "work" / "sleeper" / "result.json").read_text())
+    assert result["notebook"] is None
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        graded = {s.id for s in gb.students}
+        assert set(expected) <= graded and "bad_json" not in graded
