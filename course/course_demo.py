@@ -46,7 +46,9 @@ def execute(notebook: Path, out: Path, timeout: int) -> float:
     nb = nbformat.read(notebook, as_version=4)
     out.parent.mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "MPLBACKEND")}
-    os.environ.update(COURSE_PROFILE="smoke", MPLBACKEND="Agg")  # the kernel inherits them
+    # The kernel inherits these; the inline backend keeps the figures in the saved copy.
+    os.environ.update(COURSE_PROFILE="smoke",
+                      MPLBACKEND="module://matplotlib_inline.backend_inline")
     start = time.perf_counter()
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",

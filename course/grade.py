@@ -13,6 +13,7 @@ stops the others.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -201,8 +202,17 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+def worker_env(workers: int) -> dict[str, str]:
+    """The workers' environment: the machine's cores shared out, so N workers running torch
+    do not each start one thread per core (oversubscribed, 2 workers were no faster than 1
+    on 2 cores: bench/README.md)."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads, "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
 def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, notebook: Path,
-               workdir: Path) -> dict:
+               workdir: Path, env: dict[str, str] | None = None) -> dict:
     """Grade one submission in a child process under the notebook timeout; its result."""
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -210,7 +220,7 @@ def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, noteb
     cmd = [sys.executable, "-m", "course.worker", str(template), str(notebook), str(workdir),
            sid, a.id, "--root", str(cfg.root), "--memory-gb", str(cfg.memory_gb)]
     with open(workdir / "worker.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         try:
             code = proc.wait(timeout=cfg.notebook_timeout)
@@ -269,7 +279,8 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
         n = max(1, min(workers or cfg.workers, len(todo)))
         try:
             with ThreadPoolExecutor(max_workers=n) as pool:
-                jobs = [pool.submit(run_worker, cfg, a, template, sid, nb, work / sid)
+                env = worker_env(n)
+                jobs = [pool.submit(run_worker, cfg, a, template, sid, nb, work / sid, env)
                         for sid, nb in todo.items()]
                 for job in tqdm(as_completed(jobs), total=len(jobs), desc=f"grading {a.id}",
                                 disable=not progress):

@@ -12,7 +12,7 @@ from nbgrader.api import Gradebook
 
 from course.cli import main
 from course.config import load
-from course.grade import grade, in_shard, merge
+from course.grade import grade, in_shard, merge, worker_env
 from tests.toy_course import ADD_SOLUTION, MUL_SOLUTION, write_toy_course
 
 STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
@@ -209,3 +209,11 @@ def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         graded = {s.id for s in gb.students}
         assert set(expected) <= graded and "bad_json" not in graded
+
+
+def test_workers_share_the_cores_out():
+    """N workers each running torch with one thread per core would oversubscribe the
+    machine (bench/README.md: 0.95x with 2 workers on 2 cores before this)."""
+    cores = os.cpu_count() or 1
+    assert worker_env(cores)["OMP_NUM_THREADS"] == "1"
+    assert worker_env(1)["OMP_NUM_THREADS"] == str(cores)
