@@ -32,6 +32,7 @@ from autograder.pneumonia_checks import (
     _fail,
     check_gradcam,
     check_iou,
+    compare_pr,
     random_scene,
 )
 from autograder.tripwire import run_without
@@ -212,16 +213,7 @@ def check_precision_recall(pr_fn) -> None:
         want = helpers.metrics.precision_recall(preds, targets, score_thresh, 0.5)
         got = run_without(pr_fn, MATCH_REFS, [dict(m) for m in matches],
                           score_thresh=score_thresh)
-        fed = f"12 random images' matches, score_thresh={score_thresh}"
-        if not isinstance(got, dict):
-            _fail("return value", fed, "a dict", type(got).__name__)
-        counts = tuple(int(got.get(k, -1)) for k in ("tp", "fp", "fn"))
-        if counts != (want["tp"], want["fp"], want["fn"]):
-            _fail("(tp, fp, fn)", fed, (want["tp"], want["fp"], want["fn"]), counts)
-        for key in ("precision", "recall"):
-            g, w = float(got.get(key, -1)), want[key]
-            if not (math.isclose(g, w, abs_tol=1e-6) or (math.isnan(g) and math.isnan(w))):
-                _fail(key, fed, w, g)
+        compare_pr(got, want, f"12 random images' matches, score_thresh={score_thresh}")
 
 
 # ------------------------------------------------------------------ fine-tuning

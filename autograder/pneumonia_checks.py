@@ -256,16 +256,21 @@ def check_precision_recall(pr_fn) -> None:
         want = helpers.metrics.precision_recall(preds, targets, score_thresh, iou_thresh)
         got = run_without(pr_fn, MATCH_REFS, preds, targets, torchvision.ops.box_iou,
                           score_thresh=score_thresh, iou_thresh=iou_thresh)
-        fed = f"8 random images, score_thresh={score_thresh}, iou_thresh={iou_thresh}"
-        if not isinstance(got, dict):
-            _fail("return value", fed, "a dict", type(got).__name__)
-        counts = tuple(int(got.get(k, -1)) for k in ("tp", "fp", "fn"))
-        if counts != (want["tp"], want["fp"], want["fn"]):
-            _fail("(tp, fp, fn)", fed, (want["tp"], want["fp"], want["fn"]), counts)
-        for key in ("precision", "recall"):
-            g, w = float(got.get(key, -1)), want[key]
-            if not (math.isclose(g, w, abs_tol=1e-6) or (math.isnan(g) and math.isnan(w))):
-                _fail(key, fed, w, g)
+        compare_pr(got, want, f"8 random images, score_thresh={score_thresh}, "
+                              f"iou_thresh={iou_thresh}")
+
+
+def compare_pr(got, want: dict, fed: str) -> None:
+    """A student's TP/FP/FN/precision/recall dict against the reference's (NaN == NaN)."""
+    if not isinstance(got, dict):
+        _fail("return value", fed, "a dict", type(got).__name__)
+    counts = tuple(int(got.get(k, -1)) for k in ("tp", "fp", "fn"))
+    if counts != (want["tp"], want["fp"], want["fn"]):
+        _fail("(tp, fp, fn)", fed, (want["tp"], want["fp"], want["fn"]), counts)
+    for key in ("precision", "recall"):
+        g, w = float(got.get(key, -1)), want[key]
+        if not (math.isclose(g, w, abs_tol=1e-6) or (math.isnan(g) and math.isnan(w))):
+            _fail(key, fed, w, g)
 
 
 # ------------------------------------------------------------------ calibration

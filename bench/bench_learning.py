@@ -73,7 +73,9 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None) -> 
         positive = np.abs(train.bboxes[train.indices]).sum(axis=(1, 2)) > 0
         weights = np.where(positive, positive_share / positive.sum(),
                            (1 - positive_share) / (~positive).sum())
-        sampler = WeightedRandomSampler(torch.as_tensor(weights), len(train))
+        # As the notebook: an epoch draws at most cfg.max_train_images slices.
+        n_draw = min(len(train), cfg.max_train_images or len(train))
+        sampler = WeightedRandomSampler(torch.as_tensor(weights), n_draw)
     loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=sampler is None,
                         sampler=sampler, collate_fn=collate, drop_last=True,
                         num_workers=cfg.num_workers)

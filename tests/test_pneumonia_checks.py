@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,31 +23,19 @@ from course.config import load
 from helpers.data import collate, read_dicom_image
 from helpers.data.datasets import to_sample
 from helpers.models import replace_head
+from tests.solutions import one_thread, solution_namespace  # noqa: F401 (fixture)
 
 NOTEBOOK = load().source_notebook(load().assignment("pneumonia"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def sol() -> dict:
     """The notebook's solution cells, executed with the names the notebook imports."""
-    ns = {"np": np, "pd": pd, "torch": torch, "Path": Path, "Dataset": Dataset,
-          "read_dicom_image": read_dicom_image, "FastRCNNPredictor": FastRCNNPredictor,
-          "GradCAM": GradCAM, "FasterRCNNBoxScoreTarget": FasterRCNNBoxScoreTarget}
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            exec(cell.source, ns)  # noqa: S102 - our own notebook
-    return ns
+    return solution_namespace(NOTEBOOK, {
+        "np": np, "pd": pd, "torch": torch, "Path": Path, "Dataset": Dataset,
+        "read_dicom_image": read_dicom_image, "FastRCNNPredictor": FastRCNNPredictor,
+        "GradCAM": GradCAM, "FasterRCNNBoxScoreTarget": FasterRCNNBoxScoreTarget})
 
 
 def test_dataset(sol):
