@@ -299,6 +299,30 @@ def check_calibration(bins_fn, ece_fn) -> None:
         _fail("ECE", fed, round(ref, 6), round(ece, 6))
 
 
+def check_detection_scores(scores_fn) -> None:
+    """Every prediction's (score, TP?) against helpers.calibration.detection_confidences."""
+    gen = np.random.default_rng(4242)
+    for iou_thresh in (0.5, 0.3):
+        preds, targets = random_scene(gen, n_images=10)
+        want = helpers.calibration.detection_confidences(preds, targets, iou_thresh)
+        got = run_without(scores_fn, MATCH_REFS, preds, targets, torchvision.ops.box_iou,
+                          iou_thresh=iou_thresh)
+        fed = f"10 random images, iou_thresh={iou_thresh}"
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            _fail("return value", fed, "(scores, is_tp)", type(got).__name__)
+        scores = np.asarray(got[0], dtype=np.float64).reshape(-1)
+        flags = np.asarray(got[1]).astype(bool).reshape(-1)
+        if len(scores) != len(want[0]) or len(flags) != len(scores):
+            _fail("number of detections", fed, len(want[0]), (len(scores), len(flags)))
+        # any order of the detections will do: compare the sorted (score, TP) pairs
+        pairs = sorted(zip(np.round(scores, 6).tolist(), flags.tolist(), strict=True))
+        ref = sorted(zip(np.round(want[0], 6).tolist(), want[1].astype(bool).tolist(),
+                         strict=True))
+        if pairs != ref:
+            _fail("(score, is_tp) pairs", fed, f"{sum(t for _, t in ref)} TPs of {len(ref)}",
+                  f"{sum(t for _, t in pairs)} TPs of {len(pairs)}")
+
+
 # ------------------------------------------------------------------ Grad-CAM
 
 

@@ -163,6 +163,29 @@ def test_calibration(sol):
         checks.check_calibration(sol["reliability_table"], unweighted)
 
 
+def test_detection_scores(sol):
+    checks.check_detection_scores(sol["detection_scores"])
+
+    def cheat(preds, targets, iou_fn, iou_thresh=0.5):
+        return helpers.calibration.detection_confidences(preds, targets, iou_thresh)
+
+    with pytest.raises(AssertionError, match="detection_confidences"):
+        checks.check_detection_scores(cheat)
+
+    def any_overlap(preds, targets, iou_fn, iou_thresh=0.5):  # duplicates count as TPs too
+        scores, flags = [], []
+        for p, t in zip(preds, targets, strict=True):
+            ious = iou_fn(p["boxes"], t["boxes"])
+            hit = (ious >= iou_thresh).any(1) if ious.numel() else torch.zeros(len(p["boxes"]),
+                                                                               dtype=bool)
+            scores += p["scores"].tolist()
+            flags += hit.tolist()
+        return np.array(scores), np.array(flags)
+
+    with pytest.raises(AssertionError, match="is_tp"):
+        checks.check_detection_scores(any_overlap)
+
+
 def test_gradcam(sol):
     checks.check_gradcam(sol["gradcam_for_box"])
 
