@@ -142,6 +142,22 @@ def run_problem(notebook: Path) -> str:
     return ""
 
 
+def student_errors(notebook: Path, limit: int = 3) -> str:
+    """The errors raised outside the test cells (the student's own cells), for the reason
+    column: 'cell 5: SystemExit; cell 9: NotImplementedError', or ''."""
+    nb = nbformat.read(notebook, as_version=4)
+    found = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            continue  # a failing test cell is its score, not a reason
+        found += [f"cell {i + 1}: {out.get('ename')}" for out in cell.get("outputs", [])
+                  if out.get("output_type") == "error"
+                  and out.get("ename") not in RUN_FAILURES]
+    more = f" (+{len(found) - limit} more)" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
+
+
 def _autograded_cells(gradebook, a: Assignment) -> dict[str, float]:
     """grade_id -> max points of the autograded test cells, in notebook order."""
     nb = gradebook.find_notebook(Path(a.notebook).stem, a.id)

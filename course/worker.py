@@ -125,7 +125,7 @@ def grade_one(root: Path | None, template: Path, submission: Path, workdir: Path
 
 def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str,
                scratch: Path, start: float) -> dict:
-    from course.grade import run_problem
+    from course.grade import run_problem, student_errors
     from course.nbgrader_setup import nbgrader_api, nbgrader_config
 
     source = cfg.source_notebook(a)
@@ -151,8 +151,10 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     problem = run_problem(executed)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
+    errors = student_errors(executed)
     return write_result(workdir, **fields, status="partial" if problem else "graded",
-                        reason=problem, notebook="autograded.ipynb",
+                        reason="; ".join(filter(None, [problem, errors and f"errors: {errors}"])),
+                        notebook="autograded.ipynb",
                         seconds=round(time.perf_counter() - start, 1))
 
 

@@ -150,9 +150,11 @@ for p in pathlib.Path("../../..").rglob("*.ipynb"):  # the grading folder, from 
 
 HOSTILE = {
     # student id: (cells inserted before the add test, what the row's reason must say)
-    "exits": (["import sys\nsys.exit('bye')"], None),
+    "raises": (["raise ValueError('my bug')"], "cell 4: ValueError"),
+    "loops": (["while True:\n    pass"], "CellTimeoutError"),
+    "exits": (["import sys\nsys.exit('bye')"], "SystemExit"),
     "hard_exit": (["import os\nos._exit(3)"], "kernel died"),
-    "memory_bomb": (["hog = bytearray(6 * 1024**3)"], None),
+    "memory_bomb": (["hog = bytearray(6 * 1024**3)"], "MemoryError"),
     "loud": (["print('x' * 100_000_000)"], "trimmed"),
     "sleeper": (["import time\ntime.sleep(4)"] * 12, "time limit"),  # 48 s > 40 s
     "snoop": ([SNOOP], None),
@@ -175,6 +177,9 @@ def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
     edited = nbformat.from_dict(half)
     edited.cells[3].source = "pass"
     _put(mixed / "edited_test", edited)
+    deleted = nbformat.from_dict(half)
+    del deleted.cells[5]  # the mul test: put back, and failed (mul is not written)
+    _put(mixed / "deleted_test", deleted)
     (mixed / "bad_json").mkdir()
     (mixed / "bad_json" / "toy.ipynb").write_text("{ not json")
     _put(mixed / "renamed", half, name="my homework (final).ipynb")
@@ -200,6 +205,11 @@ def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
     assert table.loc["sleeper", "status"] == "failed"
     assert table.loc["memory_bomb", "total"] == 2  # the bomb cell fails, the rest is graded
     assert table.loc["edited_test", "total"] == 2 and table.loc["renamed", "total"] == 2
+    assert table.loc["deleted_test", "total"] == 2 and table.loc["raises", "total"] == 2
+    assert table.loc["loops", "status"] == "partial" and table.loc["loops", "total"] == 2
+    # what ran cleanly despite the attempt scores exactly what an honest half-done gets
+    for sid in ("fake_pass", "patched_assert", "snoop"):
+        assert table.loc[sid, "total"] == 2 and table.loc[sid, "status"] == "graded", sid
     assert table.loc["wrong_add", "total"] == 3 and table.loc["other_assignment", "total"] == 0
     assert table.loc["bad_json", "status"] == "failed" and "not a valid notebook" in table.loc[
         "bad_json", "reason"]
