@@ -17,8 +17,7 @@ from pathlib import Path
 
 def _release(args) -> int:
     from course.config import load
-    from course.leaks import find_leaks
-    from course.release import generate, stale
+    from course.release import generate, leaks, stale
 
     cfg = load(args.root)
     chosen = [cfg.assignment(i) for i in args.ids] if args.ids else list(cfg.assignments)
@@ -31,9 +30,7 @@ def _release(args) -> int:
         for path in generate(cfg, chosen, cfg.root):
             print(f"released {path}")
         problems = []
-    for a in chosen:
-        if cfg.release_notebook(a).is_file():
-            problems += find_leaks(cfg.source_notebook(a), cfg.release_notebook(a))
+    problems += leaks(cfg, chosen)
     for p in problems:
         print(p, file=sys.stderr)
     if args.check and not problems:

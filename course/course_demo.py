@@ -21,7 +21,6 @@ from nbclient import NotebookClient
 from course import release
 from course.config import Assignment, CourseConfig
 from course.grade import grade
-from course.leaks import find_leaks
 
 
 def _solution_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
@@ -85,10 +84,7 @@ def run_course(cfg: CourseConfig, out: Path, data_demo: bool = True) -> pd.DataF
         seconds = execute(cfg.source_notebook(a), out / "executed" / a.notebook,
                           cfg.cell_timeout)
         print(f"executed {a.id} solution notebook (smoke profile) in {seconds:.0f} s")
-    problems = release.stale(cfg, cfg.assignments)
-    for a in cfg.assignments:
-        if cfg.release_notebook(a).is_file():
-            problems += find_leaks(cfg.source_notebook(a), cfg.release_notebook(a))
+    problems = release.stale(cfg, cfg.assignments) + release.leaks(cfg, cfg.assignments)
     if problems:
         raise SystemExit("release/ is stale or leaks; run `python -m course release`:\n"
                          + "\n".join(problems))

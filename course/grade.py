@@ -309,8 +309,8 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     return import_results(cfg, a, out, results)
 
 
-def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[dict],
-                   work: Path | None = None) -> pd.DataFrame:
+def import_results(cfg: CourseConfig, a: Assignment, out: Path,
+                   results: list[dict]) -> pd.DataFrame:
     """The single writer: a fresh OUT/gradebook.db, grades.csv and feedback from results.
 
     The executed notebooks go through nbgrader's autograde again with execution switched
@@ -343,7 +343,7 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[di
             rows.append(row)
             if not res.get("notebook"):
                 continue
-            executed = (work or out / "work") / sid / res["notebook"]
+            executed = out / "work" / sid / res["notebook"]
             target = root / "submitted" / sid / a.id / a.notebook
             target.parent.mkdir(parents=True)
             shutil.copy(executed, target)

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 
 from course.config import Assignment, CourseConfig
+from course.leaks import find_leaks
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
 
 
@@ -86,6 +87,12 @@ def stale(cfg: CourseConfig, assignments: list[Assignment]) -> list[str]:
                 continue
             problems += _differences(fresh, committed)
     return problems
+
+
+def leaks(cfg: CourseConfig, assignments: list[Assignment]) -> list[str]:
+    """Solution or hidden-test lines found in the committed student notebooks (empty: none)."""
+    return [problem for a in assignments if cfg.release_notebook(a).is_file()
+            for problem in find_leaks(cfg.source_notebook(a), cfg.release_notebook(a))]
 
 
 def _differences(fresh: Path, committed: Path) -> list[str]:
