@@ -1,4 +1,5 @@
-"""``python -m helpers.data synth pneumonia|cspine ...``: write a synthetic data set."""
+"""``python -m helpers.data synth pneumonia|cspine ...`` writes a synthetic data set;
+``python -m helpers.data pack-cspine RSNA2022_DIR OUT.h5`` packs the real C-spine subset."""
 
 from __future__ import annotations
 
@@ -40,7 +41,39 @@ def build_parser() -> argparse.ArgumentParser:
     spine.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     spine.add_argument("--size", type=int, default=256,
                        help="slice side in pixels (default: 256)")
+    pack = commands.add_parser(
+        "pack-cspine", help="build the course's C-spine HDF5 subset from the RSNA 2022 "
+        "competition files (train_images/, train_bounding_boxes.csv, train.csv)")
+    pack.add_argument("competition_dir", help="the competition folder (about 340 GB)")
+    pack.add_argument("out", help="HDF5 file to write (OUT.partial until complete; an "
+                      "interrupted run resumes when started again with the same arguments)")
+    pack.add_argument("--seed", type=int, default=42,
+                      help="seed of the study split and the negative sampling (default: 42)")
+    pack.add_argument("--size", type=int, default=256, help="slice side in pixels (default: 256)")
+    pack.add_argument("--negatives-per-positive", type=int, default=3,
+                      help="negative slices sampled per positive slice in each split "
+                           "(default: 3)")
+    pack.add_argument("--window", choices=["bone"], default=None,
+                      help="'bone': Hounsfield units through RescaleSlope/Intercept and a bone "
+                           "window (level 400, width 1800) instead of the raw pixels min-max "
+                           "scaled per slice (default: min-max, as the published file)")
+    pack.add_argument("--study-fractured", action="store_true",
+                      help="add a per-slice 'study_fractured' column from train.csv "
+                           "(patient_overall) (default: off, as the published file)")
     return parser
+
+
+def _pack(args) -> None:
+    from helpers.data.cspine_pack import pack_cspine
+
+    out = pack_cspine(args.competition_dir, args.out, size=args.size,
+                      negatives_per_positive=args.negatives_per_positive, seed=args.seed,
+                      window=args.window, study_fractured=args.study_fractured)
+    with h5py.File(out, "r") as f:
+        labels, split = f["labels"][()], f["split"][()]
+    counts = ", ".join(f"{name} {int(np.sum(split == code))}"
+                       for code, name in enumerate(("train", "val", "test")))
+    print(f"wrote {out}: {len(labels)} slices ({int(labels.sum())} with boxes; {counts})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.kind == "pneumonia":
+        if args.command == "pack-cspine":
+            _pack(args)
+        elif args.kind == "pneumonia":
             out = synth_pneumonia(args.out_dir, patients=args.patients, seed=args.seed,
                                   size=args.size, compress=not args.uncompressed)
             labels = pd.read_csv(out / "labels.csv")
@@ -64,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 studies = len(set(f["StudyInstanceUID"][()]))
             print(f"wrote {out}: {n} slices, {positive} with a fracture, {studies} studies, "
                   f"{args.size} px")
-    except ValueError as err:  # bad sizes or counts: say so like argparse does
+    except ValueError as err:  # bad sizes, counts or input files: say so like argparse does
         parser.error(str(err))
     return 0
 

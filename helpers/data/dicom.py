@@ -39,12 +39,11 @@ class LabelsError(ValueError):
     """A labels CSV does not have the RSNA layout."""
 
 
-def read_dicom_image(path: str | Path) -> np.ndarray:
-    """Read a single-frame grayscale DICOM as a 2-D float32 array in [0, 1].
+def decode_pixels(path: str | Path) -> tuple[pydicom.Dataset, np.ndarray]:
+    """Read a DICOM file and decode its pixel data as stored (no rescale, no window).
 
-    RescaleSlope/Intercept are applied. 8-bit images keep their absolute scale
-    (value / 255); deeper images (CT, MR) are stretched to their own min..max.
-    MONOCHROME1 (white = low) is inverted so that bright always means dense.
+    A compressed transfer syntax without a decoder here is a DicomReadError that names the
+    package to install (the RSNA 2022 CT slices are JPEG Lossless or JPEG 2000).
     """
     path = Path(path)
     if not path.is_file():
@@ -64,6 +63,18 @@ def read_dicom_image(path: str | Path) -> np.ndarray:
         ) from err
     except Exception as err:  # truncated pixel data, missing pixel tags, ...
         raise DicomReadError(f"{path}: pixel data is unreadable ({err})") from err
+    return ds, raw
+
+
+def read_dicom_image(path: str | Path) -> np.ndarray:
+    """Read a single-frame grayscale DICOM as a 2-D float32 array in [0, 1].
+
+    RescaleSlope/Intercept are applied. 8-bit images keep their absolute scale
+    (value / 255); deeper images (CT, MR) are stretched to their own min..max.
+    MONOCHROME1 (white = low) is inverted so that bright always means dense.
+    """
+    path = Path(path)
+    ds, raw = decode_pixels(path)
     if raw.ndim != 2:
         raise DicomReadError(
             f"{path}: expected one grayscale frame (2-D pixels), got shape {raw.shape}"
