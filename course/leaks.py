@@ -3,13 +3,22 @@
 A *secret* line is one inside a solution region (``### BEGIN/END SOLUTION``, or a whole
 solution cell without markers, which nbgrader replaces entirely) or a hidden-test region
 (``### BEGIN/END HIDDEN TESTS``) of a source notebook, unless the same line also stands
-outside those regions (then it is public anyway, e.g. ``import torch``). Very short lines
-(``return x``) are skipped: they are no answer on their own and would match by chance.
+outside those regions (then it is public anyway, e.g. ``import torch``).
+
+Lines too common to mean anything are skipped: they are no answer on their own and turn up
+in any Python file. A line is too common when its names and literals, leaving out Python's
+keywords and builtins, add up to fewer than ``MIN_CHARS`` characters: ``return model``,
+``return float("nan")``, ``model.eval()``, ``else:``. A line such as ``return
+total_of_both`` or ``lo, hi = float(image.min()), float(image.max())`` still counts.
 """
 
 from __future__ import annotations
 
+import builtins
+import io
+import keyword
 import re
+import tokenize
 from pathlib import Path
 
 import nbformat
@@ -18,38 +27,57 @@ MARKERS = {
     "solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
     "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"),
 }
-MIN_CHARS = 10
+MIN_CHARS = 10  # of a line's own names and literals; see distinctive()
+COMMON_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins))
 AUTOGRADER_IMPORT = re.compile(r"^\s*(from|import)\s+autograder\b", re.M)
 
 
-def _split(cell) -> tuple[list[str], list[str]]:
-    """(secret lines, public lines) of one source cell."""
+def _split(cell) -> dict[str, list[str]]:
+    """The lines of one source cell by region: "solution", "hidden" and "public"."""
     lines = cell.source.splitlines()
     meta = cell.metadata.get("nbgrader", {})
     marked = any(m in cell.source for pair in MARKERS.values() for m in pair)
     if meta.get("solution") and not marked:
-        return lines, []
-    secret, public, inside = [], [], False
+        return {"solution": lines, "hidden": [], "public": []}
+    regions, inside = {"solution": [], "hidden": [], "public": []}, "public"
     for line in lines:
         stripped = line.strip()
-        if stripped in (MARKERS["solution"][0], MARKERS["hidden"][0]):
-            inside = True
-        elif stripped in (MARKERS["solution"][1], MARKERS["hidden"][1]):
-            inside = False
+        ends = {pair[1]: name for name, pair in MARKERS.items()}
+        starts = {pair[0]: name for name, pair in MARKERS.items()}
+        if stripped in starts:
+            inside = starts[stripped]
+        elif stripped in ends:
+            inside = "public"
         else:
-            (secret if inside else public).append(line)
-    return secret, public
+            regions[inside].append(line)
+    return regions
+
+
+def distinctive(line: str) -> bool:
+    """Whether a line says enough to be an answer: its names and literals other than
+    keywords and builtins hold at least MIN_CHARS characters."""
+    words = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line.strip()).readline):
+            if tok.type in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING):
+                words.append(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass  # a line cut from a longer statement: the tokens read so far count
+    return sum(len(w) for w in words if w not in COMMON_NAMES) >= MIN_CHARS
 
 
 def secret_lines(source: Path) -> set[str]:
-    """The distinctive solution and hidden-test lines of a source notebook."""
+    """The solution and hidden-test lines of a source notebook that no student file may hold:
+    distinctive solution lines, and hidden-test lines of at least MIN_CHARS characters (a
+    hidden test is never an idiom that helpers would share)."""
     nb = nbformat.read(source, as_version=4)
     secret, public = set(), set()
     for cell in nb.cells:
-        s, p = _split(cell)
-        secret.update(line.strip() for line in s)
-        public.update(line.strip() for line in p)
-    return {line for line in secret - public if len(line) >= MIN_CHARS}
+        regions = _split(cell)
+        secret.update(x.strip() for x in regions["solution"] if distinctive(x))
+        secret.update(x.strip() for x in regions["hidden"] if len(x.strip()) >= MIN_CHARS)
+        public.update(x.strip() for x in regions["public"])
+    return secret - public
 
 
 def _notebook_lines(path: Path) -> list[str]:

@@ -76,3 +76,17 @@ def test_bundle_installs_offline_and_imports_helpers(bundle, tmp_path):
     assert result.returncode == 0, result.stderr
     location, profile = result.stdout.split()
     assert location.startswith(str(env_dir)) and profile == "smoke"
+
+
+def test_common_idioms_are_not_secrets_but_a_real_solution_line_is():
+    from course.leaks import distinctive, secret_lines
+
+    cfg = load(None)
+    secrets = secret_lines(cfg.source_notebook(cfg.assignment("pneumonia")))
+    # from the Dataset exercise's solution: distinctive, so a bundle holding it leaks
+    assert "corners = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)" in secrets
+    # from the same solution, but any Python file may say it: not a secret
+    assert "return img, target" not in secrets
+    assert [distinctive(x) for x in ("return model", 'return float("nan")', "model.eval()",
+                                     "return total_of_both", "else:")] == [
+        False, False, False, True, False]
