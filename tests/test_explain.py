@@ -154,7 +154,7 @@ def test_default_target_layer_is_the_last_body_stage(model, image):
 
 
 def test_reference_on_the_course_small_detector(image):
-    models = pytest.importorskip("helpers.models")
+    from helpers import models
     torch.manual_seed(0)
     net = models.build_detector("fasterrcnn_small", pretrained=False, min_size=SIZE,
                                 max_size=SIZE, box_score_thresh=0.0).eval()
