@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup demo test lint lab release
+.PHONY: setup demo test test-fast lint lab release
 
 setup:
 	@python3 course/bootstrap.py
@@ -13,6 +13,9 @@ demo: setup  ## the main job on the embedded default: synthetic data, CPU
 
 test: setup  ## the whole test suite (lint included); ARGS="-k dicom" narrows it
 	$(PY) -m pytest $(ARGS)
+
+test-fast: setup  ## the suite without the tests marked slow (notebooks, grading, installs)
+	$(PY) -m pytest -m "not slow" $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

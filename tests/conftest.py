@@ -5,6 +5,8 @@
 * torch's hub cache and the course's data cache point at fresh empty folders, so no test
   leans on weights or data that a previous run left behind;
 * the real-data variables are unset, so a developer's own data never leaks into a test.
+
+`one_thread` (opt-in, per module) keeps torch to one intra-op thread.
 """
 
 from __future__ import annotations
@@ -56,3 +58,15 @@ def pneumonia_dir(tmp_path_factory):
 def cspine_h5(tmp_path_factory):
     """A small synthetic C-spine HDF5 file."""
     return synth_cspine(tmp_path_factory.mktemp("cspine") / "cspine.h5", slices=120, seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP threads spinning against other
+    processes made small forward/backward passes several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

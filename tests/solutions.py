@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import nbformat
-import pytest
-import torch
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """One intra-op thread: the machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def solution_namespace(notebook, names: dict) -> dict:

@@ -23,7 +23,7 @@ from course.config import load
 from helpers.data.datasets import to_sample
 from helpers.data.hdf5 import open_cspine
 from helpers.models import replace_head
-from tests.solutions import one_thread, solution_namespace  # noqa: F401 (fixture)
+from tests.solutions import solution_namespace
 
 NOTEBOOK = load().source_notebook(load().assignment("cspine"))
 pytestmark = pytest.mark.usefixtures("one_thread")

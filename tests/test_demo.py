@@ -18,6 +18,7 @@ def test_demo_runs_offline_and_saves_the_figure(monkeypatch, tmp_path, capsys):
         assert img.format == "PNG" and img.width > 600
 
 
+@pytest.mark.slow
 def test_course_demo_runs_the_whole_course_on_the_toy_course(tmp_path, capsys):
     """The full demo on a two-exercise course: execute, check the release, grade three
     simulated students; the half-done one answered the first exercise (2 of 5 points)."""

@@ -19,6 +19,7 @@ from helpers.env import seed_everything
 from helpers.models import SMALL, build_detector
 
 SIZE = 64
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bright_squares(n: int, seed: int = 0) -> tuple[list[torch.Tensor], list[dict]]:

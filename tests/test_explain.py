@@ -23,14 +23,7 @@ from helpers.explain import box_cam_stats, cam_overlay, image_to_rgb, normalize_
 SIZE = 96
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, OpenMP threads spinning against other
-    processes made these small backward passes several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +147,7 @@ def test_default_target_layer_is_the_last_body_stage(model, image):
 
 
 def test_reference_on_the_course_small_detector(image):
-    models = pytest.importorskip("helpers.models")
+    from helpers import models
     torch.manual_seed(0)
     net = models.build_detector("fasterrcnn_small", pretrained=False, min_size=SIZE,
                                 max_size=SIZE, box_score_thresh=0.0).eval()

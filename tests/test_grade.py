@@ -12,6 +12,7 @@ import pytest
 from course.cli import main
 from tests.toy_course import ADD_SOLUTION, write_toy_course
 
+pytestmark = pytest.mark.slow  # grading round trips: ~2 minutes
 STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"  # as indented in a function
 
 

@@ -67,6 +67,7 @@ def _stamps(out):
     return {p.parent.name: p.stat().st_mtime_ns for p in (out / "work").glob("*/result.json")}
 
 
+@pytest.mark.slow
 def test_two_workers_grade_exactly_like_one(course, honest, tmp_path):
     cfg, *_ = course
     subs, expected = honest
@@ -80,6 +81,7 @@ def test_two_workers_grade_exactly_like_one(course, honest, tmp_path):
         assert {s: gb.find_submission(a.id, s).score for s in expected} == expected
 
 
+@pytest.mark.slow
 def test_a_rerun_grades_only_new_or_changed_submissions(course, honest, tmp_path):
     cfg, source, *_ = course
     subs, expected = honest
@@ -101,6 +103,7 @@ def test_a_rerun_grades_only_new_or_changed_submissions(course, honest, tmp_path
     assert all(_stamps(out)[s] != again[s] for s in again)
 
 
+@pytest.mark.slow
 def test_a_run_killed_halfway_loses_nothing(course, honest, tmp_path):
     """A worker killed before it wrote result.json leaves no result; the next run grades
     exactly those students and keeps the others'."""
@@ -118,6 +121,7 @@ def test_a_run_killed_halfway_loses_nothing(course, honest, tmp_path):
     assert _totals(out) == expected
 
 
+@pytest.mark.slow
 def test_shards_merge_into_one_gradebook(course, honest, tmp_path):
     cfg, *_ = course
     subs, expected = honest
@@ -164,6 +168,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
     """Graded together with honest students: every honest score is exact, every hostile one
     is >= 0 with its reason, and the gradebook opens cleanly afterwards."""

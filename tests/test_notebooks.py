@@ -14,6 +14,7 @@ from course.grade import grade
 
 CFG = load()
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # executes and grades the real notebooks: minutes
 ASSIGNMENTS = pytest.mark.parametrize("assignment", CFG.assignments, ids=lambda a: a.id)
 
 

@@ -52,6 +52,7 @@ def test_leak_guard_flags_hidden_tests_and_grading_code(bundle):
     assert any(p.endswith("autograder: must not be in the bundle") for p in problems)
 
 
+@pytest.mark.slow
 def test_bundle_installs_offline_and_imports_helpers(bundle, tmp_path):
     _, out = bundle
     # Build the wheel here and install it into a fresh venv with --no-index: nothing may be

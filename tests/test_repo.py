@@ -9,7 +9,10 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
-tomllib = pytest.importorskip("tomllib")
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomli, a dev dependency there (as in course/config.py)
+    import tomli as tomllib
 
 
 def _normalise(specs):
