@@ -51,7 +51,7 @@ def _grade(args) -> int:
 
 def _grade_merge(args) -> int:
     from course.config import load
-    from course.grade import merge
+    from course.gradebook import merge
 
     cfg = load(args.root)
     table = merge(cfg, cfg.assignment(args.assignment), args.shards, args.out)
