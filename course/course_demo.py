@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
+from nbgrader.utils import is_solution
 
 from course import release
 from course.config import Assignment, CourseConfig
@@ -25,7 +26,7 @@ from course.grade import grade
 
 def _solution_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
     return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+            if c.cell_type == "code" and is_solution(c)}
 
 
 def half_done(source: Path, student: Path) -> nbformat.NotebookNode:

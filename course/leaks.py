@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_solution
 
 MARKERS = {
     "solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
@@ -25,9 +26,8 @@ AUTOGRADER_IMPORT = re.compile(r"^\s*(from|import)\s+autograder\b", re.M)
 def _split(cell) -> tuple[list[str], list[str]]:
     """(secret lines, public lines) of one source cell."""
     lines = cell.source.splitlines()
-    meta = cell.metadata.get("nbgrader", {})
     marked = any(m in cell.source for pair in MARKERS.values() for m in pair)
-    if meta.get("solution") and not marked:
+    if is_solution(cell) and not marked:
         return lines, []
     secret, public, inside = [], [], False
     for line in lines:

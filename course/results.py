@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 RESULT = "result.json"
 RUN_FAILURES = ("CellTimeoutError", "DeadKernelError")
@@ -69,8 +70,7 @@ def student_errors(notebook: Path, limit: int = 3) -> str:
     nb = nbformat.read(notebook, as_version=4)
     found = []
     for i, cell in enumerate(nb.cells):
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution"):
+        if is_grade(cell) and not is_solution(cell):
             continue  # a failing test cell is its score, not a reason
         found += [f"cell {i + 1}: {out.get('ename')}" for out in cell.get("outputs", [])
                   if out.get("output_type") == "error"
