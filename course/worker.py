@@ -33,31 +33,7 @@ import nbformat
 from course.config import load
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
 from course.results import digest, run_problem, student_errors, write_result
-
-MAX_OUTPUT_CHARS = 100_000  # per output; the scores depend on errors, not on printed text
-
-
-def trim_outputs(path: Path, max_chars: int = MAX_OUTPUT_CHARS) -> int:
-    """Cut every text output of an executed notebook to ``max_chars``; return how many were
-    cut. nbgrader's LimitOutput caps the number of lines, not their length: one print of
-    100 MB would otherwise travel into the gradebook, the feedback and every later step."""
-    nb = nbformat.read(path, as_version=4)
-    cut = 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            texts = [("text", out)] if "text" in out else []
-            texts += [(k, out["data"]) for k in out.get("data", {}) if k.startswith("text/")]
-            for key, holder in texts:
-                value = holder[key]
-                value = "".join(value) if isinstance(value, list) else value
-                if len(value) > max_chars:
-                    holder[key] = (value[:max_chars] + f"\n... [{len(value) - max_chars:,} "
-                                   "characters of output removed by the grader]\n")
-                    cut += 1
-    if cut:
-        nbformat.write(nb, path)
-    return cut
-
+from course.trim import count_trimmed, with_trimming
 
 GENERIC = ("Please see the", "NbGraderException")
 
@@ -104,7 +80,7 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     target = course_dir / "submitted" / sid / a.id / a.notebook
     target.parent.mkdir(parents=True)
     shutil.copy(submission, target)
-    config = nbgrader_config(cfg, course_dir, course_dir / "gradebook.db")
+    config = with_trimming(nbgrader_config(cfg, course_dir, course_dir / "gradebook.db"))
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
     fields = {"student_id": sid, "hash": digest(submission, source),
@@ -117,7 +93,7 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
                             seconds=round(time.perf_counter() - start, 1))
     executed = course_dir / "autograded" / sid / a.id / a.notebook
     shutil.copy(executed, workdir / "autograded.ipynb")
-    trimmed = trim_outputs(workdir / "autograded.ipynb")
+    trimmed = count_trimmed(nbformat.read(executed, as_version=4))
     problem = run_problem(executed)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
