@@ -166,7 +166,11 @@ def _parsers() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
+    from course.nbgrader_setup import put_bin_on_path
+
     args = _parsers().parse_args(argv)
+    # Before anything can start a thread: nbgrader finds `alembic` through PATH.
+    put_bin_on_path()
     commands = {"lab": _lab, "publish": _publish, "release": _release, "grade": _grade,
                 "grade-merge": _grade_merge, "demo": _demo}
     return commands[args.command](args)

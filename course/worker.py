@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 from course.config import load
-from course.nbgrader_setup import nbgrader_api, nbgrader_config
+from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
 from course.results import digest, run_problem, student_errors, write_result
 from course.trim import count_trimmed, with_trimming
 
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-gb", type=float, default=0.0)
     args = parser.parse_args(argv)
     cap_memory(args.memory_gb)
+    # The process environment is set up here, before nbgrader (and its threads) start.
+    put_bin_on_path()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     grade_one(args.root, args.template, args.submission, args.workdir, args.student,
               args.assignment)
