@@ -79,12 +79,12 @@ def _publish(args) -> int:
 
 def _demo(args) -> int:
     if args.data_only:
-        from course.demo import run
+        from course.data_figure import run
 
         run(args.out)
         return 0
     from course.config import load
-    from course.course_demo import run_course
+    from course.demo import run_course
 
     cfg = load(args.root)
     run_course(cfg, args.out.resolve(), data_demo=args.root is None)
