@@ -126,7 +126,7 @@ def _parsers() -> argparse.ArgumentParser:
                           "data: data figure, solution notebooks (smoke), release check, three "
                           "simulated students graded per assignment")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"),
-                      help="folder for the figure, executed notebooks and grades "
+                      help="folder for the figure, executed notebooks, grades and demo.log "
                            "(default: outputs/demo)")
     demo.add_argument("--data-only", action="store_true",
                       help="only the data demo: one batch of each data set, as a figure")

@@ -6,6 +6,9 @@
 4. per assignment, three simulated students graded with `course grade`: the solution, the
    blank release notebook and a half-done one (the release with the first half of its
    exercises answered), then the grade table.
+
+The terminal shows the demo's own lines and progress bars; what the libraries say on the way
+(warnings, nbgrader's and the kernels' logs) goes to OUT/demo.log (`course.demo_log`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
 from nbgrader.utils import is_solution
+from tqdm.auto import tqdm
 
 from course import release
 from course.config import Assignment, CourseConfig
+from course.demo_log import library_output_to
 from course.grade import grade
 
 
@@ -41,25 +47,43 @@ def half_done(source: Path, student: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(notebook: Path, out: Path, timeout: int) -> float:
-    """Run a notebook in the smoke profile in a scratch folder; save it executed; seconds."""
+class ProgressClient(NotebookClient):
+    """A NotebookClient that advances a tqdm bar after each cell, run or skipped (markdown)."""
+
+    def __init__(self, nb: nbformat.NotebookNode, bar: tqdm, **kwargs) -> None:
+        super().__init__(nb, **kwargs)
+        self.bar = bar
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None,
+                                 store_history=True):
+        """Execute one cell, then count it done."""
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count,
+                                                    store_history)
+        finally:
+            self.bar.update(1)
+
+
+def execute(notebook: Path, out: Path, timeout: int, log: IO | None = None,
+            progress: bool = True) -> float:
+    """Run a notebook in the smoke profile in a scratch folder; save it executed; seconds.
+
+    The kernel's own stdout and stderr go to ``log`` (default: this process's).
+    """
     nb = nbformat.read(notebook, as_version=4)
     out.parent.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "MPLBACKEND")}
-    # The kernel inherits these; the inline backend keeps the figures in the saved copy.
-    os.environ.update(COURSE_PROFILE="smoke",
-                      MPLBACKEND="module://matplotlib_inline.backend_inline")
+    # The kernel gets these; the inline backend keeps the figures in the saved copy.
+    env = {**os.environ, "COURSE_PROFILE": "smoke",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     start = time.perf_counter()
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(out.parent)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        nbformat.write(nb, out)  # also when a cell failed: the error is in the saved copy
+    with tqdm(total=len(nb.cells), desc=f"executing {notebook.name}", unit="cell",
+              disable=not progress) as bar:
+        client = ProgressClient(nb, bar, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(out.parent)}})
+        try:
+            client.execute(env=env, stdout=log, stderr=log)
+        finally:
+            nbformat.write(nb, out)  # also when a cell failed: the error is in the saved copy
     return time.perf_counter() - start
 
 
@@ -76,6 +100,12 @@ def students(cfg: CourseConfig, a: Assignment, folder: Path) -> Path:
 
 def run_course(cfg: CourseConfig, out: Path, data_demo: bool = True) -> pd.DataFrame:
     """Run the whole course; return one row per (assignment, student)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with library_output_to(out / "demo.log") as log:
+        return _run(cfg, out, data_demo, log)
+
+
+def _run(cfg: CourseConfig, out: Path, data_demo: bool, log: IO) -> pd.DataFrame:
     t0 = time.perf_counter()
     if data_demo:
         from course.data_figure import run
@@ -83,7 +113,7 @@ def run_course(cfg: CourseConfig, out: Path, data_demo: bool = True) -> pd.DataF
         run(out)
     for a in cfg.assignments:
         seconds = execute(cfg.source_notebook(a), out / "executed" / a.notebook,
-                          cfg.cell_timeout)
+                          cfg.cell_timeout, log=log)
         print(f"executed {a.id} solution notebook (smoke profile) in {seconds:.0f} s")
     problems = release.stale(cfg, cfg.assignments) + release.leaks(cfg, cfg.assignments)
     if problems:
@@ -93,11 +123,12 @@ def run_course(cfg: CourseConfig, out: Path, data_demo: bool = True) -> pd.DataF
     tables = []
     for a in cfg.assignments:
         subs = students(cfg, a, out / "submissions" / a.id)
-        table = grade(cfg, a, subs, out / "graded" / a.id, progress=False)
+        table = grade(cfg, a, subs, out / "graded" / a.id)
         tables.append(table[["student_id", "total", "max_score", "status"]]
                       .assign(assignment=a.id))
     result = pd.concat(tables, ignore_index=True)[
         ["assignment", "student_id", "total", "max_score", "status"]]
     print(result.to_string(index=False))
-    print(f"course demo done in {time.perf_counter() - t0:.0f} s; grades in {out}/graded/")
+    print(f"course demo done in {time.perf_counter() - t0:.0f} s; grades in {out}/graded/; "
+          f"library output in {out / 'demo.log'}")
     return result
