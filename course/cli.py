@@ -6,6 +6,7 @@
     python -m course publish OUT           the public student bundle (release + helpers)
     python -m course lab                   JupyterLab + nbgrader, configured from course.toml
     python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
+    python -m course grade-merge ID SHARD_OUT ... --out OUT    fold `grade --shard` outputs
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _grade(args) -> int:
 
 def _grade_merge(args) -> int:
     from course.config import load
-    from course.grade import merge
+    from course.gradebook import merge
 
     cfg = load(args.root)
     table = merge(cfg, cfg.assignment(args.assignment), args.shards, args.out)
@@ -76,6 +77,20 @@ def _publish(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    if args.data_only:
+        from course.data_figure import run
+
+        run(args.out)
+        return 0
+    from course.config import load
+    from course.demo import run_course
+
+    cfg = load(args.root)
+    run_course(cfg, args.out.resolve(), data_demo=args.root is None)
+    return 0
+
+
 def _lab(args) -> int:
     import os
 
@@ -93,34 +108,38 @@ def _lab(args) -> int:
     os.execvpe(os.path.join(bindir, "jupyter"), ["jupyter", "lab", *args.lab_args], env)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m course` and of the `course` script."""
+def _parsers() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job, shared options from parent parsers."""
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", type=Path, default=None,
+                      help="course root holding course/course.toml (default: this repository)")
+    graded = argparse.ArgumentParser(add_help=False)
+    graded.add_argument("assignment", help="assignment id from course.toml")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--out", type=Path, required=True,
+                     help="output folder: grades.csv, feedback/, gradebook.db")
+
     parser = argparse.ArgumentParser(prog="course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="the whole course offline on synthetic data: data "
-                          "figure, solution notebooks (smoke), release check, three simulated "
-                          "students graded per assignment")
+    demo = sub.add_parser("demo", parents=[root], help="the whole course offline on synthetic "
+                          "data: data figure, solution notebooks (smoke), release check, three "
+                          "simulated students graded per assignment")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"),
-                      help="folder for the figure, executed notebooks and grades "
+                      help="folder for the figure, executed notebooks, grades and demo.log "
                            "(default: outputs/demo)")
     demo.add_argument("--data-only", action="store_true",
                       help="only the data demo: one batch of each data set, as a figure")
-    demo.add_argument("--root", type=Path, default=None,
-                      help="course root holding course/course.toml (default: this repository)")
-    rel = sub.add_parser("release", help="generate student notebooks into release/")
+    rel = sub.add_parser("release", parents=[root],
+                         help="generate student notebooks into release/")
     rel.add_argument("ids", nargs="*", help="assignment ids (default: all in course.toml)")
     rel.add_argument("--check", action="store_true",
                      help="regenerate into a scratch folder and fail if release/ differs "
                           "or leaks (default: off, i.e. write release/)")
-    rel.add_argument("--root", type=Path, default=None,
-                     help="course root holding course/course.toml (default: this repository)")
-    grd = sub.add_parser("grade", help="autograde submissions into grades.csv + feedback")
-    grd.add_argument("assignment", help="assignment id from course.toml")
+    grd = sub.add_parser("grade", parents=[graded, root, out],
+                         help="autograde submissions into grades.csv + feedback")
     grd.add_argument("submissions", type=Path,
                      help="folder of <student_id>/<notebook>.ipynb, or an LMS zip of them")
-    grd.add_argument("--out", type=Path, required=True,
-                     help="output folder: grades.csv, feedback/, gradebook.db")
     grd.add_argument("--workers", type=int, default=None,
                      help="submissions graded at once, each in its own process "
                           "(default: [grading] workers)")
@@ -133,42 +152,25 @@ def main(argv: list[str] | None = None) -> int:
                      help="regex with a (?P<student_id>...) group for notebooks lying flat in "
                           "SUBMISSIONS (default: [grading] file_pattern, else the text "
                           "before the first underscore)")
-    grd.add_argument("--root", type=Path, default=None,
-                     help="course root holding course/course.toml (default: this repository)")
-    mrg = sub.add_parser("grade-merge", help="fold `grade --shard` outputs into one gradebook")
-    mrg.add_argument("assignment", help="assignment id from course.toml")
+    mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
+                         help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
-    mrg.add_argument("--out", type=Path, required=True,
-                     help="output folder: grades.csv, feedback/, gradebook.db")
-    mrg.add_argument("--root", type=Path, default=None,
-                     help="course root holding course/course.toml (default: this repository)")
-    pub = sub.add_parser("publish", help="write the public student bundle (release + helpers)")
+    pub = sub.add_parser("publish", parents=[root],
+                         help="write the public student bundle (release + helpers)")
     pub.add_argument("out", type=Path, help="bundle folder (emptied first)")
-    pub.add_argument("--root", type=Path, default=None,
-                     help="course root holding course/course.toml (default: this repository)")
-    lab = sub.add_parser("lab", help="JupyterLab with the nbgrader extension on this course")
+    lab = sub.add_parser("lab", parents=[root],
+                         help="JupyterLab with the nbgrader extension on this course")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed to jupyter lab")
-    lab.add_argument("--root", type=Path, default=None,
-                     help="course root holding course/course.toml (default: this repository)")
-    args = parser.parse_args(argv)
-    if args.command == "lab":
-        return _lab(args)
-    if args.command == "publish":
-        return _publish(args)
-    if args.command == "release":
-        return _release(args)
-    if args.command == "grade":
-        return _grade(args)
-    if args.command == "grade-merge":
-        return _grade_merge(args)
-    if args.data_only:
-        from course.demo import run
+    return parser
 
-        run(args.out)
-        return 0
-    from course.config import load
-    from course.course_demo import run_course
 
-    cfg = load(args.root)
-    run_course(cfg, args.out.resolve(), data_demo=args.root is None)
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m course` and of the `course` script."""
+    from course.nbgrader_setup import put_bin_on_path
+
+    args = _parsers().parse_args(argv)
+    # Before anything can start a thread: nbgrader finds `alembic` through PATH.
+    put_bin_on_path()
+    commands = {"lab": _lab, "publish": _publish, "release": _release, "grade": _grade,
+                "grade-merge": _grade_merge, "demo": _demo}
+    return commands[args.command](args)

@@ -1,79 +1,134 @@
-"""The main job on the embedded default: locate (or generate) both data sets, load a batch
-from each through the course's datasets, and save a figure of them with their boxes."""
+"""The whole course on the embedded default, offline: what `python -m course demo` runs.
+
+1. the data demo (both synthetic data sets, one batch each, a figure);
+2. every solution notebook executed in the smoke profile (executed copies saved);
+3. the committed student notebooks checked against a fresh `release` (and for leaks);
+4. per assignment, three simulated students graded with `course grade`: the solution, the
+   blank release notebook and a half-done one (the release with the first half of its
+   exercises answered), then the grade table.
+
+The terminal shows the demo's own lines and progress bars; what the libraries say on the way
+(warnings, nbgrader's and the kernels' logs) goes to OUT/demo.log (`course.demo_log`).
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
+from typing import IO
 
-import matplotlib
+import nbformat
+import pandas as pd
+from nbclient import NotebookClient
+from nbgrader.utils import is_solution
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")  # the demo runs headless (CI, servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from helpers import env  # noqa: E402
-from helpers.data import (  # noqa: E402
-    CSpineH5Dataset,
-    PneumoniaDataset,
-    collate,
-    locate,
-    patient_split,
-    pneumonia_layout,
-    read_labels,
-)
-from helpers.data.hdf5 import read_column, split_indices  # noqa: E402
-from helpers.transforms import eval_transforms  # noqa: E402
-from helpers.viz import draw_boxes  # noqa: E402
+from course import release
+from course.config import Assignment, CourseConfig
+from course.demo_log import library_output_to
+from course.grade import grade
 
 
-def _first_batch(dataset, batch_size: int, num_workers: int):
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=num_workers)
-    return next(iter(loader))
+def _solution_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.cell_type == "code" and is_solution(c)}
 
 
-def run(out_dir: Path, n: int = 4) -> Path:
-    """Run the demo and return the path of the saved figure."""
-    cfg = env.config()
-    env.seed_everything(cfg.seed)
-    pneumonia, cspine = locate("pneumonia"), locate("cspine")
-    env.print_config()
+def half_done(source: Path, student: Path) -> nbformat.NotebookNode:
+    """The student notebook with the first half of its exercises answered from the source."""
+    answers = _solution_cells(nbformat.read(source, as_version=4))
+    nb = nbformat.read(student, as_version=4)
+    chosen = set(list(answers)[: len(answers) // 2])
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in chosen:
+            cell.source = answers[gid]
+    return nb
 
-    csv_path, image_dir = pneumonia_layout(pneumonia.path)
-    labels = read_labels(csv_path)
-    train_ids = patient_split(labels, seed=cfg.seed)["train"]
-    pneu_ds = PneumoniaDataset(labels, image_dir, train_ids, transform=eval_transforms(
-        cfg.image_size))
-    pneu_images, pneu_targets = _first_batch(pneu_ds, n, cfg.num_workers)
 
-    train = split_indices(cspine.path, "train")
-    fractured = train[read_column(cspine.path, "labels")[train] == 1]
-    spine_ds = CSpineH5Dataset(cspine.path, indices=fractured[:n] if len(fractured) else train,
-                               transform=eval_transforms(cfg.image_size))
-    spine_images, spine_targets = _first_batch(spine_ds, n, cfg.num_workers)
+class ProgressClient(NotebookClient):
+    """A NotebookClient that advances a tqdm bar after each cell, run or skipped (markdown)."""
 
-    fig, axes = plt.subplots(2, n, figsize=(2.8 * n, 6.2), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    rows = [("chest X-ray", pneu_images, pneu_targets, pneu_ds.patient_ids),
-            ("C-spine CT", spine_images, spine_targets, None)]
-    for r, (what, images, targets, ids) in enumerate(rows):
-        for c, (img, tgt) in enumerate(zip(images, targets, strict=True)):
-            name = ids[int(tgt["image_id"])][:8] if ids else f"slice {int(tgt['image_id'])}"
-            draw_boxes(axes[r, c], img, tgt["boxes"], title=f"{what} {name}: "
-                       f"{len(tgt['boxes'])} box(es)")
-    kind = "synthetic" if pneumonia.synthetic or cspine.synthetic else "real"
-    fig.suptitle(f"One batch from each data set ({kind} data, profile {cfg.profile}); "
-                 "ground truth: solid green")
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "batches.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    boxes = [len(t["boxes"]) for t in pneu_targets + spine_targets]
-    print(f"batches: pneumonia {tuple(pneu_images[0].shape)} x{len(pneu_images)}, "
-          f"cspine {tuple(spine_images[0].shape)} x{len(spine_images)}, boxes per image "
-          f"{boxes}, mean pixel {np.mean([float(i.mean()) for i in pneu_images]):.3f}")
-    print(f"figure saved to {path}")
-    return path
+    def __init__(self, nb: nbformat.NotebookNode, bar: tqdm, **kwargs) -> None:
+        super().__init__(nb, **kwargs)
+        self.bar = bar
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None,
+                                 store_history=True):
+        """Execute one cell, then count it done."""
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count,
+                                                    store_history)
+        finally:
+            self.bar.update(1)
+
+
+def execute(notebook: Path, out: Path, timeout: int, log: IO | None = None,
+            progress: bool = True) -> float:
+    """Run a notebook in the smoke profile in a scratch folder; save it executed; seconds.
+
+    The kernel's own stdout and stderr go to ``log`` (default: this process's).
+    """
+    nb = nbformat.read(notebook, as_version=4)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel gets these; the inline backend keeps the figures in the saved copy.
+    env = {**os.environ, "COURSE_PROFILE": "smoke",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    start = time.perf_counter()
+    with tqdm(total=len(nb.cells), desc=f"executing {notebook.name}", unit="cell",
+              disable=not progress) as bar:
+        client = ProgressClient(nb, bar, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(out.parent)}})
+        try:
+            client.execute(env=env, stdout=log, stderr=log)
+        finally:
+            nbformat.write(nb, out)  # also when a cell failed: the error is in the saved copy
+    return time.perf_counter() - start
+
+
+def students(cfg: CourseConfig, a: Assignment, folder: Path) -> Path:
+    """Write the three simulated submissions of one assignment; return the folder."""
+    source, blank = cfg.source_notebook(a), cfg.release_notebook(a)
+    for sid, nb in (("solution", nbformat.read(source, as_version=4)),
+                    ("blank", nbformat.read(blank, as_version=4)),
+                    ("half_done", half_done(source, blank))):
+        (folder / sid).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / sid / a.notebook)
+    return folder
+
+
+def run_course(cfg: CourseConfig, out: Path, data_demo: bool = True) -> pd.DataFrame:
+    """Run the whole course; return one row per (assignment, student)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with library_output_to(out / "demo.log") as log:
+        return _run(cfg, out, data_demo, log)
+
+
+def _run(cfg: CourseConfig, out: Path, data_demo: bool, log: IO) -> pd.DataFrame:
+    t0 = time.perf_counter()
+    if data_demo:
+        from course.data_figure import run
+
+        run(out)
+    for a in cfg.assignments:
+        seconds = execute(cfg.source_notebook(a), out / "executed" / a.notebook,
+                          cfg.cell_timeout, log=log)
+        print(f"executed {a.id} solution notebook (smoke profile) in {seconds:.0f} s")
+    problems = release.stale(cfg, cfg.assignments) + release.leaks(cfg, cfg.assignments)
+    if problems:
+        raise SystemExit("release/ is stale or leaks; run `python -m course release`:\n"
+                         + "\n".join(problems))
+    print("release/ matches source/ and leaks nothing")
+    tables = []
+    for a in cfg.assignments:
+        subs = students(cfg, a, out / "submissions" / a.id)
+        table = grade(cfg, a, subs, out / "graded" / a.id)
+        tables.append(table[["student_id", "total", "max_score", "status"]]
+                      .assign(assignment=a.id))
+    result = pd.concat(tables, ignore_index=True)[
+        ["assignment", "student_id", "total", "max_score", "status"]]
+    print(result.to_string(index=False))
+    print(f"course demo done in {time.perf_counter() - t0:.0f} s; grades in {out}/graded/; "
+          f"library output in {out / 'demo.log'}")
+    return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_solution
 
 
 class ShortTestErrors(NbGraderPreprocessor):
@@ -19,8 +20,7 @@ class ShortTestErrors(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         """Trim one cell's error outputs when it is a test cell."""
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+        if cell.cell_type == "code" and is_grade(cell) and not is_solution(cell):
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     message = f"{out.get('ename', 'Error')}: {out.get('evalue', '')}".strip()

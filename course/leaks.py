@@ -22,6 +22,7 @@ import tokenize
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_solution
 
 MARKERS = {
     "solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
@@ -35,15 +36,14 @@ AUTOGRADER_IMPORT = re.compile(r"^\s*(from|import)\s+autograder\b", re.M)
 def _split(cell) -> dict[str, list[str]]:
     """The lines of one source cell by region: "solution", "hidden" and "public"."""
     lines = cell.source.splitlines()
-    meta = cell.metadata.get("nbgrader", {})
     marked = any(m in cell.source for pair in MARKERS.values() for m in pair)
-    if meta.get("solution") and not marked:
+    if is_solution(cell) and not marked:
         return {"solution": lines, "hidden": [], "public": []}
     regions, inside = {"solution": [], "hidden": [], "public": []}, "public"
+    starts = {pair[0]: name for name, pair in MARKERS.items()}
+    ends = {pair[1]: name for name, pair in MARKERS.items()}
     for line in lines:
         stripped = line.strip()
-        ends = {pair[1]: name for name, pair in MARKERS.items()}
-        starts = {pair[0]: name for name, pair in MARKERS.items()}
         if stripped in starts:
             inside = starts[stripped]
         elif stripped in ends:

@@ -29,20 +29,26 @@ def nbgrader_config(cfg: CourseConfig, root: Path, db_path: Path) -> Config:
     return c
 
 
+def put_bin_on_path() -> None:
+    """Put this interpreter's bin/ first on PATH, once per process: nbgrader runs `alembic`."""
+    # nbgrader runs the `alembic` executable by name; without the interpreter's bin/ on PATH
+    # (a venv python called by full path) it fails with FileNotFoundError: 'alembic'.
+    # The change is made once and never undone: the CLI and the worker call this at start,
+    # before any thread exists; later calls only read PATH. (Setting and restoring it around
+    # each nbgrader call raced between threads: one restored PATH while another ran alembic.)
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:  # first, so no other alembic on PATH wins
+        os.environ["PATH"] = bindir + os.pathsep + path
+
+
 @contextmanager
 def nbgrader_api(config: Config) -> Iterator:
     """An NbGraderAPI whose subprocesses (alembic) are found on PATH."""
     from nbgrader.apps import NbGraderAPI
 
-    # nbgrader runs the `alembic` executable; without the interpreter's bin/ on PATH
-    # (a venv python called by full path) it fails with FileNotFoundError: 'alembic'.
-    bindir = str(Path(sys.executable).parent)
-    old_path = os.environ.get("PATH", "")
-    os.environ["PATH"] = bindir + os.pathsep + old_path
-    try:
-        yield NbGraderAPI(config=config)
-    finally:
-        os.environ["PATH"] = old_path
+    put_bin_on_path()  # a no-op when the CLI or the worker already did it at start
+    yield NbGraderAPI(config=config)
 
 
 def write_config_file(cfg: CourseConfig, path: Path, db_path: Path) -> Path:

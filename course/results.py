@@ -1,0 +1,79 @@
+"""One submission's grading result: the result.json protocol shared by the worker and the
+parent, the grade row, and what an executed notebook says went wrong.
+
+A worker writes WORKDIR/result.json last and atomically, so a folder without it was never
+finished; the parent reads it back to skip unchanged submissions and to build the gradebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.utils import is_grade, is_solution
+
+RESULT = "result.json"
+RUN_FAILURES = ("CellTimeoutError", "DeadKernelError")
+
+
+@dataclass
+class Row:
+    """One student's line of grades.csv."""
+
+    student_id: str
+    status: str  # graded | partial | failed | missing
+    reason: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def digest(*paths: Path) -> str:
+    """SHA-256 over the files' bytes: a submission and the notebook it is graded against."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def write_result(workdir: Path, **fields) -> dict:
+    """Write WORKDIR/result.json atomically (a reader never sees half a file)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(fields, indent=1, sort_keys=True))
+    tmp.replace(workdir / RESULT)
+    return fields
+
+
+def read_result(workdir: Path) -> dict | None:
+    """The finished result in WORKDIR, or None (never started, killed, or unreadable)."""
+    try:
+        return json.loads((workdir / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_problem(notebook: Path) -> str:
+    """Why a graded notebook did not run through (a timeout, a dead kernel), or ''."""
+    nb = nbformat.read(notebook, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and out.get("ename") in RUN_FAILURES:
+                return f"cell {i + 1}: {out['ename']}"
+    return ""
+
+
+def student_errors(notebook: Path, limit: int = 3) -> str:
+    """The errors raised in the student's own cells: 'cell 5: SystemExit; cell 9: ...', or ''."""
+    nb = nbformat.read(notebook, as_version=4)
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if is_grade(cell) and not is_solution(cell):
+            continue  # a failing test cell is its score, not a reason
+        found += [f"cell {i + 1}: {out.get('ename')}" for out in cell.get("outputs", [])
+                  if out.get("output_type") == "error"
+                  and out.get("ename") not in RUN_FAILURES]
+    more = f" (+{len(found) - limit} more)" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
