@@ -22,6 +22,11 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from helpers.provenance import located
+
+__all__ = ["PROFILES", "SMALL_ARCH", "Config", "config", "device", "in_colab", "print_config",
+           "profile", "seed_everything"]
+
 PROFILES = ("smoke", "grade", "full")
 
 
@@ -133,8 +138,6 @@ def _version(dist: str) -> str:
 
 def print_config() -> None:
     """Print versions, device, profile and where each data set came from."""
-    from helpers.data.locate import located  # late: env must stay importable on its own
-
     dev = device()
     gpu = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
     lines = [f"python         {platform.python_version()} on {platform.machine()}"]
