@@ -97,9 +97,11 @@ def profile() -> str:
     return "full"
 
 
-def config() -> Config:
-    """The frozen settings of the current profile."""
-    return _CONFIGS[profile()]
+def config(name: str | None = None) -> Config:
+    """The frozen settings of the profile ``name`` (default: the current profile)."""
+    if name is not None and name not in PROFILES:
+        raise ValueError(f"profile {name!r}; expected one of {', '.join(PROFILES)}")
+    return _CONFIGS[profile() if name is None else name]
 
 
 def device() -> torch.device:
