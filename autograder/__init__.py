@@ -1,5 +1,15 @@
-"""Grading-only code: hidden checks, the per-submission runner, isolation settings.
+"""Grading-only code: the notebooks' hidden checks and what they share. Never shipped.
 
-It never ships to students (the student bundle holds `release/` and `helpers/` only).
-Empty until the grading issues (6, 7) land; see docs/architecture.md.
+The student bundle holds `release/` and `helpers/` only; `course release --check` and
+`course publish` fail when a student notebook imports this package.
+
+* ``pneumonia_checks``, ``cspine_checks`` - one ``check_*`` per autograded exercise, called
+  by the hidden-test regions of ``source/<assignment>/<assignment>.ipynb``;
+* ``common``            - what both use: failure messages, fixtures, forbidden references,
+  the IoU and Grad-CAM checks (both notebooks set those exercises);
+* ``tripwire``          - runs a student's function while watching for calls into the
+  functions or modules it was asked not to use;
+* ``gradcam_reference`` - the reference solution of the Grad-CAM exercise.
+
+The per-submission runner and its isolation live in ``course/`` (``grade.py``, ``worker.py``).
 """

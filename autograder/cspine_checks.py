@@ -3,7 +3,7 @@
 As in ``pneumonia_checks``: each check runs one exercise's function on fresh inputs,
 compares it with a reference computed outside the student's call, and fails when the
 student's function calls the reference it was asked to write. The IoU and Grad-CAM
-exercises are the first assignment's, so their checks are reused.
+exercises are the first assignment's, so their checks come from ``common``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import math
 import tempfile
 from pathlib import Path
 
-import albumentations as A
 import h5py
 import numpy as np
 import sklearn.calibration
 import torch
 import torchvision.ops
-from albumentations.pytorch import ToTensorV2
 from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
@@ -26,13 +24,14 @@ import helpers.calibration
 import helpers.data.datasets
 import helpers.metrics
 import helpers.models
-from autograder.pneumonia_checks import (
+from autograder.common import (
     MATCH_REFS,
-    _compare_sample,
-    _fail,
     check_gradcam,
     check_iou,
     compare_pr,
+    compare_sample,
+    fail,
+    flip_transform,
     random_scene,
 )
 from autograder.tripwire import run_without
@@ -62,12 +61,6 @@ ECE_REFS = {
 # ------------------------------------------------------------------ dataset
 
 
-def _flip() -> A.Compose:
-    return A.Compose([A.HorizontalFlip(p=1.0), ToTensorV2()],
-                     bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]),
-                     strict=True)
-
-
 def _fixture(folder: Path) -> tuple[Path, list[int]]:
     """A fresh synthetic file with the quirks planted: swapped corners, a sliver box, a
     constant slice. Returns its path and the slices to compare."""
@@ -92,16 +85,16 @@ def check_dataset(dataset_cls) -> None:
     with tempfile.TemporaryDirectory(prefix="cspine-check-") as tmp:
         path, picks = _fixture(Path(tmp))
         for name, transform in (("resize to 48 px", eval_transforms(48)),
-                                ("horizontal flip", _flip())):
+                                ("horizontal flip", flip_transform())):
             ds = dataset_cls(path, picks, transform)
             ref = helpers.data.datasets.CSpineH5Dataset(path, indices=picks,
                                                          transform=transform)
             if len(ds) != len(ref):
-                _fail("number of samples", f"{name}, slices {picks}", len(ref), len(ds))
+                fail("number of samples", f"{name}, slices {picks}", len(ref), len(ds))
             for k in range(len(ds)):
                 image, target = run_without(ds.__getitem__, DATASET_REFS, k)
                 ref_image, ref_target = ref[k]
-                _compare_sample(f"{name}, file row {picks[k]}", image, target, ref_image,
+                compare_sample(f"{name}, file row {picks[k]}", image, target, ref_image,
                                 ref_target)
 
 
@@ -118,22 +111,22 @@ def check_head(adapt_fn) -> None:
     out = run_without(adapt_fn, HEAD_REFS, model, 4, 80)
     pred = getattr(getattr(out, "roi_heads", None), "box_predictor", None)
     if not isinstance(pred, FastRCNNPredictor) or pred is old:
-        _fail("box predictor", fed, "a new FastRCNNPredictor", pred)
+        fail("box predictor", fed, "a new FastRCNNPredictor", pred)
     shapes = (pred.cls_score.in_features, pred.cls_score.out_features,
               pred.bbox_pred.out_features)
     if shapes != (old.cls_score.in_features, 4, 16):
-        _fail("(in_features, classes, box outputs)", fed, (old.cls_score.in_features, 4, 16),
+        fail("(in_features, classes, box outputs)", fed, (old.cls_score.in_features, 4, 16),
               shapes)
     if out.backbone is not backbone:
-        _fail("backbone", fed, "the same backbone object", "a different one")
+        fail("backbone", fed, "the same backbone object", "a different one")
     sizes = (tuple(out.transform.min_size), out.transform.max_size)
     if sizes != ((80,), 80):
-        _fail("(transform.min_size, transform.max_size)", fed, ((80,), 80), sizes)
+        fail("(transform.min_size, transform.max_size)", fed, ((80,), 80), sizes)
     out.eval()
     with torch.no_grad():
         seen = out.transform([torch.rand(3, 80, 80)])[0].image_sizes[0]
     if tuple(seen) != (80, 80):
-        _fail("size an 80x80 slice is resized to", fed, (80, 80), tuple(seen))
+        fail("size an 80x80 slice is resized to", fed, (80, 80), tuple(seen))
 
 
 # ------------------------------------------------------------------ optimizer
@@ -149,7 +142,7 @@ def _three_layers() -> nn.Module:
 def _same_params(opt, want: list, what: str, fed: str) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     if len(params) != len(want) or {id(p) for p in params} != {id(p) for p in want}:
-        _fail(what, fed, f"the {len(want)} trainable tensors", f"{len(params)} tensors")
+        fail(what, fed, f"the {len(want)} trainable tensors", f"{len(params)} tensors")
 
 
 def check_optimizer(make_fn) -> None:
@@ -158,18 +151,18 @@ def check_optimizer(make_fn) -> None:
     fed = "lr=3e-4, weight_decay=0.02, step_size=4, gamma=0.3 (the middle layer frozen)"
     out = make_fn(model, lr=3e-4, weight_decay=0.02, step_size=4, gamma=0.3)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        _fail("return value", fed, "(optimizer, scheduler)", type(out).__name__)
+        fail("return value", fed, "(optimizer, scheduler)", type(out).__name__)
     opt, sched = out
     if not isinstance(opt, torch.optim.AdamW):
-        _fail("optimizer type", fed, "torch.optim.AdamW", type(opt).__name__)
+        fail("optimizer type", fed, "torch.optim.AdamW", type(opt).__name__)
     _same_params(opt, [p for p in model.parameters() if p.requires_grad], "parameters", fed)
     got = (opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"])
     if not np.allclose(got, (3e-4, 0.02)):
-        _fail("(lr, weight_decay)", fed, (3e-4, 0.02), got)
+        fail("(lr, weight_decay)", fed, (3e-4, 0.02), got)
     if not isinstance(sched, torch.optim.lr_scheduler.StepLR) or sched.optimizer is not opt:
-        _fail("scheduler", fed, "a StepLR on that optimizer", type(sched).__name__)
+        fail("scheduler", fed, "a StepLR on that optimizer", type(sched).__name__)
     if (sched.step_size, sched.gamma) != (4, 0.3):
-        _fail("(step_size, gamma)", fed, (4, 0.3), (sched.step_size, sched.gamma))
+        fail("(step_size, gamma)", fed, (4, 0.3), (sched.step_size, sched.gamma))
 
 
 # ------------------------------------------------------------------ matching
@@ -188,16 +181,16 @@ def check_match(match_fn) -> None:
             fed = (f"random image {k}: {len(p['boxes'])} predictions, {len(t['boxes'])} "
                    f"boxes, iou_thresh={iou_thresh}")
             if not isinstance(got, dict) or not {"scores", "is_tp", "n_gt"} <= set(got):
-                _fail("return value", fed, "a dict with scores, is_tp, n_gt", got)
+                fail("return value", fed, "a dict with scores, is_tp, n_gt", got)
             scores = np.asarray(got["scores"], dtype=np.float64).reshape(-1)
             if scores.shape != want.scores.shape or not np.allclose(scores, want.scores):
-                _fail("scores, in descending order", fed, want.scores.round(3).tolist(),
+                fail("scores, in descending order", fed, want.scores.round(3).tolist(),
                       scores.round(3).tolist())
             flags = np.asarray(got["is_tp"]).astype(bool).reshape(-1)
             if flags.tolist() != want.is_tp.tolist():
-                _fail("is_tp", fed, want.is_tp.tolist(), flags.tolist())
+                fail("is_tp", fed, want.is_tp.tolist(), flags.tolist())
             if int(got["n_gt"]) != len(t["boxes"]):
-                _fail("n_gt", fed, len(t["boxes"]), got["n_gt"])
+                fail("n_gt", fed, len(t["boxes"]), got["n_gt"])
 
 
 def check_precision_recall(pr_fn) -> None:
@@ -229,28 +222,28 @@ def check_fine_tuning(setup_fn) -> None:
     fed = "a small detector, lr=2e-5, weight_decay=0.05, factor=0.2, patience=3"
     out = setup_fn(model, lr=2e-5, weight_decay=0.05, factor=0.2, patience=3)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        _fail("return value", fed, "(optimizer, scheduler)", type(out).__name__)
+        fail("return value", fed, "(optimizer, scheduler)", type(out).__name__)
     opt, sched = out
     thawed = [n for n, p in model.named_parameters() if n.startswith("backbone.")
               and p.requires_grad]
     if thawed:
-        _fail("backbone parameters still trainable", fed, "none", thawed[:3])
+        fail("backbone parameters still trainable", fed, "none", thawed[:3])
     heads = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     frozen = [n for n, p in model.named_parameters() if not n.startswith("backbone.")
               and not p.requires_grad]
     if frozen:
-        _fail("head parameters left frozen", fed, "none", frozen[:3])
+        fail("head parameters left frozen", fed, "none", frozen[:3])
     if not isinstance(opt, torch.optim.AdamW):
-        _fail("optimizer type", fed, "torch.optim.AdamW", type(opt).__name__)
+        fail("optimizer type", fed, "torch.optim.AdamW", type(opt).__name__)
     _same_params(opt, heads, "parameters in the optimizer (the heads')", fed)
     got = (opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"])
     if not np.allclose(got, (2e-5, 0.05)):
-        _fail("(lr, weight_decay)", fed, (2e-5, 0.05), got)
+        fail("(lr, weight_decay)", fed, (2e-5, 0.05), got)
     if (not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
             or sched.optimizer is not opt):
-        _fail("scheduler", fed, "a ReduceLROnPlateau on that optimizer", type(sched).__name__)
+        fail("scheduler", fed, "a ReduceLROnPlateau on that optimizer", type(sched).__name__)
     if (sched.mode, sched.factor, sched.patience) != ("min", 0.2, 3):
-        _fail("(mode, factor, patience)", fed, ("min", 0.2, 3),
+        fail("(mode, factor, patience)", fed, ("min", 0.2, 3),
               (sched.mode, sched.factor, sched.patience))
 
 
@@ -269,7 +262,7 @@ def check_ece(ece_fn) -> None:
         got = float(run_without(ece_fn, ECE_REFS, scores.copy(), correct.copy(),
                                 n_bins=n_bins))
         if not math.isclose(got, want, abs_tol=1e-6):
-            _fail(f"ECE with n_bins={n_bins}", fed, round(want, 6), round(got, 6))
+            fail(f"ECE with n_bins={n_bins}", fed, round(want, 6), round(got, 6))
     empty = float(run_without(ece_fn, ECE_REFS, np.zeros(0), np.zeros(0, dtype=bool)))
     if not math.isnan(empty):
-        _fail("ECE of no detections", "empty arrays", "nan", empty)
+        fail("ECE of no detections", "empty arrays", "nan", empty)

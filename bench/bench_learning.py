@@ -1,6 +1,6 @@
 """Does the smoke profile's detector learn, offline, on CPU, within a time budget?
 
-For each data set, on the smoke profile's synthetic data (what ``helpers.data.locate``
+For each data set, on the smoke profile's synthetic data (what ``helpers.data.locate()``
 generates without real data: 200 pneumonia patients at 256 px, 300 C-spine slices), train
 the smoke profile's model with the smoke profile's settings (``helpers.env.config()``)
 through ``helpers.data`` + ``helpers.transforms`` + ``helpers.engine``, for the profile's

@@ -2,7 +2,7 @@
 
 A detector's score is only useful to a clinician if it can be read as a probability. Take
 every predicted box, call it correct when it matches a lesion (IoU >= 0.5, in score order,
-each lesion at most once: ``helpers.metrics.match_detections``), and group the boxes by
+each lesion at most once: ``helpers.matching``), and group the boxes by
 score. In a well-calibrated detector the boxes scored about 0.8 are correct about 80 % of
 the time. The **reliability diagram** plots, per score bin, the observed accuracy against
 the mean score; the diagonal is perfect calibration. The **expected calibration error**
@@ -22,17 +22,15 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 
-from helpers.metrics import match_detections
+from helpers.matching import match_images
+
+__all__ = ["detection_confidences", "expected_calibration_error", "reliability_bins"]
 
 
 def detection_confidences(preds: Sequence[Mapping], targets: Sequence[Mapping],
                           iou_thresh: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Every prediction's score and whether it matched a ground-truth box (is_tp)."""
-    if len(preds) != len(targets):
-        raise ValueError(f"{len(preds)} predictions but {len(targets)} targets: "
-                         "expected one prediction dict per target image")
-    matches = [match_detections(p, t, iou_thresh, score_thresh=-np.inf)
-               for p, t in zip(preds, targets, strict=True)]
+    matches = match_images(preds, targets, iou_thresh, score_thresh=-np.inf)
     scores = np.concatenate([m.scores for m in matches] + [np.zeros(0)])
     is_tp = np.concatenate([m.is_tp for m in matches] + [np.zeros(0, dtype=bool)])
     return scores, is_tp

@@ -29,6 +29,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+__all__ = ["evaluate_loss", "fit", "load_checkpoint", "NonFiniteLossError", "predict",
+           "predict_with_targets", "save_checkpoint", "train_one_epoch"]
+
 # Layers whose train mode changes what they compute or store: BatchNorm updates its running
 # statistics, dropout drops. GroupNorm, LayerNorm and FrozenBatchNorm2d behave the same.
 _MODE_SENSITIVE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
@@ -55,7 +58,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DataParallel / DistributedDataParallel
 
 
-def to_device(images, targets, device) -> tuple[list[torch.Tensor], list[dict]]:
+def _to_device(images, targets, device) -> tuple[list[torch.Tensor], list[dict]]:
     """Move a batch of images and target dicts to ``device``."""
     images = [img.to(device, non_blocking=True) for img in images]
     targets = [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -117,7 +120,7 @@ def train_one_epoch(
     start = epoch * len(loader) if warmup_iters else 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
     for i, (images, targets) in enumerate(bar):
-        images, targets = to_device(images, targets, device)
+        images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, enabled=amp):
             loss_dict = model(images, targets)
             loss = sum(loss_dict.values())
@@ -158,7 +161,7 @@ def evaluate_loss(model: nn.Module, loader: Iterable, device: torch.device | str
     rows = []
     with _modes(model, train=True):
         for images, targets in loader:
-            values = {k: v.item() for k, v in model(*to_device(images, targets, device)).items()}
+            values = {k: v.item() for k, v in model(*_to_device(images, targets, device)).items()}
             rows.append({**values, "loss": sum(values.values())})
     return _means(rows)
 

@@ -22,6 +22,11 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from helpers.provenance import located
+
+__all__ = ["PROFILES", "SMALL_ARCH", "Config", "config", "device", "in_colab", "print_config",
+           "profile", "seed_everything"]
+
 PROFILES = ("smoke", "grade", "full")
 
 
@@ -92,9 +97,11 @@ def profile() -> str:
     return "full"
 
 
-def config() -> Config:
-    """The frozen settings of the current profile."""
-    return _CONFIGS[profile()]
+def config(name: str | None = None) -> Config:
+    """The frozen settings of the profile ``name`` (default: the current profile)."""
+    if name is not None and name not in PROFILES:
+        raise ValueError(f"profile {name!r}; expected one of {', '.join(PROFILES)}")
+    return _CONFIGS[profile() if name is None else name]
 
 
 def device() -> torch.device:
@@ -133,8 +140,6 @@ def _version(dist: str) -> str:
 
 def print_config() -> None:
     """Print versions, device, profile and where each data set came from."""
-    from helpers.data.locate import located  # late: env must stay importable on its own
-
     dev = device()
     gpu = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
     lines = [f"python         {platform.python_version()} on {platform.machine()}"]

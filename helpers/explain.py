@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
+__all__ = ["DEFAULT_COLORMAP", "box_cam_stats", "cam_overlay", "image_to_rgb", "normalize_cam"]
+
 # Viridis, not the library's default JET: it reads in greyscale and with colour-vision
 # deficiency, and its brightness rises steadily, so "hotter" always looks brighter.
 DEFAULT_COLORMAP = cv2.COLORMAP_VIRIDIS

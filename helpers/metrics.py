@@ -6,10 +6,11 @@ version of that question:
 
 * **IoU** (``box_iou``): overlap of two boxes, area of intersection / area of union.
   Disjoint or touching boxes have IoU 0, identical boxes 1.
-* **Matching** (``match_detections``): which prediction found which lesion. Predictions are
-  taken in descending score order; each takes the best still-unmatched ground-truth box
-  of its class with IoU >= the threshold (as pycocotools does). Each lesion is found at
-  most once, so a duplicate box on the same lesion is a false positive.
+* **Matching** (``match_detections``, built on ``helpers.matching``): which prediction found
+  which lesion. Predictions are taken in descending score order; each takes the best
+  still-unmatched ground-truth box of its class with IoU >= the threshold (as pycocotools
+  does). Each lesion is found at most once, so a duplicate box on the same lesion is a
+  false positive.
 * **Precision / recall at one score threshold** (``precision_recall``): the operating
   point a clinic would deploy. Precision = share of alarms that are lesions, recall =
   share of lesions found. ``threshold_sweep`` shows the trade-off as the threshold moves.
@@ -39,13 +40,27 @@ import contextlib
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 import torchvision.ops
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
+
+from helpers.matching import (
+    BoxSet,
+    MatchResult,
+    box_set,
+    greedy_match,
+    image_pairs,
+    match_image,
+    match_images,
+    score_ordered_ious,
+)
+
+__all__ = ["COCO_STAT_NAMES", "RSNA_IOU_THRESHOLDS", "SIZE_BINS", "best_f1_threshold", "box_iou",
+           "coco_map", "image_level_report", "match_detections", "precision_recall",
+           "recall_by_size", "rsna_metric", "threshold_sweep", "to_coco"]
 
 RSNA_IOU_THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
 SIZE_BINS = (0.0, 32.0, 64.0, 128.0, math.inf)
@@ -63,111 +78,11 @@ def box_iou(a, b) -> torch.Tensor:
     return torchvision.ops.box_iou(a.to(dtype), b.to(dtype))
 
 
-def _np(x, dtype) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
-
-
-def _boxes(d: Mapping, what: str, scored: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boxes float64 [N, 4], scores [N] or ones, labels int64 [N]) of one image's dict."""
-    if "boxes" not in d:
-        raise KeyError(f"{what} has no 'boxes' (keys: {sorted(d)}); expected [N, 4] boxes")
-    boxes = _np(d["boxes"], np.float64)
-    if boxes.size == 0:  # an empty list or tensor of any shape means "no boxes"
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{what}['boxes'] has shape {boxes.shape}, expected [N, 4]")
-    n = len(boxes)
-    if scored and "scores" not in d:
-        raise KeyError(f"{what} has no 'scores'; predictions need one score per box")
-    scores = _np(d["scores"], np.float64).reshape(-1) if scored else np.ones(n)
-    labels = _np(d["labels"], np.int64).reshape(-1) if "labels" in d else np.ones(n, np.int64)
-    if len(scores) != n or len(labels) != n:
-        raise ValueError(f"{what}: {n} boxes but {len(scores)} scores and {len(labels)} labels")
-    return boxes, scores, labels
-
-
-def _pairs(preds: Sequence[Mapping], targets: Sequence[Mapping]):
-    if len(preds) != len(targets):
-        raise ValueError(f"{len(preds)} predictions but {len(targets)} targets: "
-                         "expected one prediction dict per target image")
-    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
-        yield i, _boxes(p, f"predictions[{i}]", True), _boxes(t, f"targets[{i}]", False)
-
-
-def _sorted_ious(pb, ps, pl, gb, gl) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions' order by descending score, and their IoU rows in that order."""
-    order = np.argsort(-ps, kind="stable")  # stable, as pycocotools' mergesort
-    # float64: an IoU of exactly 0.6 must not become 0.6000000238 and pass "> 0.6"
-    ious = box_iou(torch.from_numpy(pb[order]), torch.from_numpy(gb)).numpy()
-    ious[pl[order][:, None] != gl[None, :]] = -1.0  # boxes only match their own class
-    return order, ious
-
-
-def _greedy(ious: np.ndarray, thresh: float, strict: bool = False) -> tuple[np.ndarray, ...]:
-    """Greedy matching of score-ordered IoU rows; returns (matched_gt or -1, its IoU)."""
-    if not 0.0 < thresh <= 1.0:
-        raise ValueError(f"IoU threshold {thresh} is outside (0, 1]")
-    n_pred, n_gt = ious.shape
-    matched, best = np.full(n_pred, -1, dtype=np.int64), np.zeros(n_pred)
-    taken = np.zeros(n_gt, dtype=bool)
-    best_any = ious.max(axis=1) if n_gt else np.full(n_pred, -1.0)
-    hits = best_any > thresh if strict else best_any >= thresh
-    for i in np.flatnonzero(hits):  # a row that misses every box can never match
-        row = np.where(taken, -1.0, ious[i])
-        j = int(np.argmax(row))  # the best still-unmatched box; ties go to the first
-        if row[j] > thresh or (not strict and row[j] >= thresh):
-            matched[i], best[i], taken[j] = j, row[j], True
-    return matched, best
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """One image's matching, predictions in descending score order."""
-
-    order: np.ndarray  # index of each kept prediction in the original prediction dict
-    scores: np.ndarray  # their scores, descending
-    is_tp: np.ndarray  # True when the prediction matched a ground-truth box
-    matched_gt: np.ndarray  # index of that ground-truth box, -1 for a false positive
-    iou: np.ndarray  # IoU with the matched box, 0 for a false positive
-    detected: np.ndarray  # per ground-truth box: was it matched?
-
-    @property
-    def tp(self) -> int:
-        """True positives: predictions that found a lesion."""
-        return int(self.is_tp.sum())
-
-    @property
-    def fp(self) -> int:
-        """False positives: predictions that found none."""
-        return int((~self.is_tp).sum())
-
-    @property
-    def fn(self) -> int:
-        """False negatives: lesions nobody found."""
-        return int((~self.detected).sum())
-
-
-def _match(p, t, iou_thresh: float, score_thresh: float) -> MatchResult:
-    (pb, ps, pl), (gb, _, gl) = p, t
-    keep = np.flatnonzero(ps >= score_thresh)
-    order, ious = _sorted_ious(pb[keep], ps[keep], pl[keep], gb, gl)
-    matched, iou = _greedy(ious, iou_thresh)
-    detected = np.zeros(len(gb), dtype=bool)
-    detected[matched[matched >= 0]] = True
-    return MatchResult(keep[order], ps[keep][order], matched >= 0, matched, iou, detected)
-
-
 def match_detections(pred: Mapping, gt: Mapping, iou_thresh: float = 0.5,
                      score_thresh: float = 0.0) -> MatchResult:
     """Match one image's predictions (score >= score_thresh) to its ground truth, greedily."""
-    p, t = _boxes(pred, "pred", True), _boxes(gt, "gt", False)
-    return _match(p, t, iou_thresh, score_thresh)
-
-
-def _match_all(preds, targets, iou_thresh, score_thresh) -> list[MatchResult]:
-    return [_match(p, t, iou_thresh, score_thresh) for _, p, t in _pairs(preds, targets)]
+    p, t = box_set(pred, "pred", True), box_set(gt, "gt", False)
+    return match_image(p, t, iou_thresh, score_thresh)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -182,7 +97,7 @@ def _pr_row(tp: int, fp: int, fn: int) -> dict:
 def precision_recall(preds: Sequence[Mapping], targets: Sequence[Mapping],
                      score_thresh: float = 0.5, iou_thresh: float = 0.5) -> dict:
     """Precision, recall, F1 and TP/FP/FN counts over all images at one score threshold."""
-    matches = _match_all(preds, targets, iou_thresh, score_thresh)
+    matches = match_images(preds, targets, iou_thresh, score_thresh)
     return _pr_row(sum(m.tp for m in matches), sum(m.fp for m in matches),
                    sum(m.fn for m in matches))
 
@@ -193,7 +108,7 @@ def threshold_sweep(preds: Sequence[Mapping], targets: Sequence[Mapping],
     """Precision, recall, F1, TP/FP/FN at each score threshold (default 0.05, 0.10, ..., 0.95)."""
     # Greedy matching visits predictions in score order, so the predictions kept by a
     # higher threshold are a prefix and their matches do not change: match once, count.
-    matches = _match_all(preds, targets, iou_thresh, -math.inf)
+    matches = match_images(preds, targets, iou_thresh, -math.inf)
     scores = np.concatenate([m.scores for m in matches] + [np.zeros(0)])
     is_tp = np.concatenate([m.is_tp for m in matches] + [np.zeros(0, bool)])
     n_gt = sum(len(m.detected) for m in matches)
@@ -207,6 +122,12 @@ def threshold_sweep(preds: Sequence[Mapping], targets: Sequence[Mapping],
         tp = int(tp_below[-1] - tp_below[below])
         rows.append({"threshold": float(t), **_pr_row(tp, len(scores) - below - tp, n_gt - tp)})
     return pd.DataFrame(rows, columns=["threshold", "precision", "recall", "f1", "tp", "fp", "fn"])
+
+
+def best_f1_threshold(sweep: pd.DataFrame, default: float | None = 0.5) -> float | None:
+    """The threshold of a sweep's highest F1 (first on ties); ``default`` if no F1 is above 0."""
+    f1 = sweep["f1"].fillna(0)
+    return float(sweep.loc[f1.idxmax(), "threshold"]) if f1.max() > 0 else default
 
 
 def _coco_backend(backend: str):
@@ -234,7 +155,7 @@ def _xywh_columns(parts: list[np.ndarray]) -> tuple[list, list]:
 def to_coco(preds: Sequence[Mapping], targets: Sequence[Mapping]) -> tuple[dict, list[dict]]:
     """COCO ground-truth dict and detection results (image id = list index + 1, bbox xywh)."""
     columns: dict[str, list] = {k: [] for k in ("gb", "gl", "gi", "pb", "ps", "pl", "pi")}
-    for i, (pb, ps, pl), (gb, _, gl) in _pairs(preds, targets):
+    for i, (pb, ps, pl), (gb, _, gl) in image_pairs(preds, targets):
         for key, value in (("gb", gb), ("gl", gl), ("pb", pb), ("ps", ps), ("pl", pl)):
             columns[key].append(value)
         columns["gi"].append(np.full(len(gb), i + 1))
@@ -297,16 +218,17 @@ def rsna_metric(preds: Sequence[Mapping], targets: Sequence[Mapping],
     (score >= score_thresh) are skipped; if every image is skipped the result is NaN.
     """
     per_image = []
-    for _, (pb, ps, pl), (gb, _, gl) in _pairs(preds, targets):
-        keep = ps >= score_thresh
-        if not keep.any() and len(gb) == 0:
+    for _, pred, gt in image_pairs(preds, targets):
+        keep = pred.scores >= score_thresh
+        if not keep.any() and len(gt.boxes) == 0:
             continue
-        _, ious = _sorted_ious(pb[keep], ps[keep], pl[keep], gb, gl)
+        kept = BoxSet(pred.boxes[keep], pred.scores[keep], pred.labels[keep])
+        _, ious = score_ordered_ious(kept, gt)
         values = []
         for t in RSNA_IOU_THRESHOLDS:
-            matched, _ = _greedy(ious, t, strict=True)
+            matched, _ = greedy_match(ious, t, strict=True)
             tp = int((matched >= 0).sum())
-            values.append(tp / (len(matched) + len(gb) - tp))  # TP + FP + FN
+            values.append(tp / (len(matched) + len(gt.boxes) - tp))  # TP + FP + FN
         per_image.append(np.mean(values))
     return float(np.mean(per_image)) if per_image else math.nan
 
@@ -320,9 +242,9 @@ def recall_by_size(preds: Sequence[Mapping], targets: Sequence[Mapping],
     and were set for COCO photos; after a 1024 px radiograph is resized to 256 px the same
     lesion is 4x smaller and may change bin. Pick ``bins`` for your image size and say so.
     """
-    matches = _match_all(preds, targets, iou_thresh, score_thresh)
+    matches = match_images(preds, targets, iou_thresh, score_thresh)
     sizes = [np.sqrt(np.prod(t[0][:, 2:] - t[0][:, :2], axis=1)) for _, _, t in
-             _pairs(preds, targets)]
+             image_pairs(preds, targets)]
     df = pd.DataFrame({"size": np.concatenate(sizes + [np.zeros(0)]),
                        "detected": np.concatenate([m.detected for m in matches]
                                                   + [np.zeros(0, bool)])})
@@ -339,7 +261,7 @@ def image_level_report(preds: Sequence[Mapping], targets: Sequence[Mapping],
                        score_thresh: float = 0.5) -> dict:
     """Image-level "any lesion?" classification: image score = highest box score (0 if none)."""
     y_true, y_score = [], []
-    for _, (_, ps, _), (gb, _, _) in _pairs(preds, targets):
+    for _, (_, ps, _), (gb, _, _) in image_pairs(preds, targets):
         y_true.append(int(len(gb) > 0))
         y_score.append(float(ps.max()) if len(ps) else 0.0)
     y_true, y_score = np.array(y_true), np.array(y_score)

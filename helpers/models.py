@@ -41,6 +41,9 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from helpers.env import config, profile
 
+__all__ = ["ARCHS", "COCO_CLASSES", "SMALL", "build_detector", "count_parameters", "replace_head",
+           "small_backbone", "weights_cache_path", "WeightsUnavailableError"]
+
 SMALL = "fasterrcnn_small"
 _TORCHVISION = {
     "fasterrcnn_resnet50_fpn_v2": (detection.fasterrcnn_resnet50_fpn_v2,

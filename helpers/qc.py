@@ -12,7 +12,7 @@ lists are worth opening before trusting any number:
   clinically costly) miss; ``best_score`` tells whether the model saw it but scored it
   under the threshold, ``best_iou`` whether its box was just misplaced.
 
-Matching follows ``helpers.metrics.match_detections`` (score order, IoU >= threshold,
+Matching is ``helpers.matching.match_image`` (score order, IoU >= threshold,
 each lesion at most once). ``best_iou`` is the highest IoU with any box, any label.
 """
 
@@ -23,7 +23,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from helpers.metrics import _match, _pairs, box_iou
+from helpers.matching import image_pairs, match_image
+from helpers.metrics import box_iou
+
+__all__ = ["hardest_false_positives", "missed_lesions"]
 
 
 def _ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,9 +42,9 @@ def hardest_false_positives(preds: Sequence[Mapping], targets: Sequence[Mapping]
                             iou_thresh: float = 0.5) -> list[dict]:
     """The k most confident predictions that match no ground-truth box, most confident first."""
     rows = []
-    for i, p, t in _pairs(preds, targets):
+    for i, p, t in image_pairs(preds, targets):
         (pb, ps, pl), gb = p, t[0]
-        m = _match(p, t, iou_thresh, score_thresh=-np.inf)
+        m = match_image(p, t, iou_thresh, score_thresh=-np.inf)
         fp = m.order[~m.is_tp]
         ious = _ious(pb[fp], gb)
         for n, j in enumerate(fp):
@@ -57,9 +60,9 @@ def missed_lesions(preds: Sequence[Mapping], targets: Sequence[Mapping],
                    k: int | None = None) -> list[dict]:
     """Ground-truth boxes no prediction >= score_thresh matched, largest first (k=None: all)."""
     rows = []
-    for i, p, t in _pairs(preds, targets):
+    for i, p, t in image_pairs(preds, targets):
         (pb, ps, _), (gb, _, gl) = p, t
-        m = _match(p, t, iou_thresh, score_thresh)
+        m = match_image(p, t, iou_thresh, score_thresh)
         ious = _ious(gb, pb)  # against every prediction, whatever its score
         for j in np.flatnonzero(~m.detected):
             overlap = ious[j] > 0

@@ -14,6 +14,7 @@ import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
 
+__all__ = ["eval_transforms", "train_transforms"]
 
 def _bbox_params() -> A.BboxParams:
     # clip: a box nudged past the border is trimmed, not an error; boxes left with less

@@ -20,6 +20,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from helpers.metrics import best_f1_threshold
+
+__all__ = ["GT_STYLE", "OKABE_ITO", "PRED_STYLE", "SERIES", "box_stats_figure", "cam_triptych",
+           "draw_boxes", "draw_predictions", "plot_loss_curves", "plot_recall_by_size",
+           "plot_reliability_diagram", "plot_score_histogram", "plot_threshold_sweep",
+           "show_predictions", "show_samples"]
+
 GT_STYLE = {"edgecolor": "#009E73", "linestyle": "-", "linewidth": 1.8}  # bluish green, solid
 PRED_STYLE = {"edgecolor": "#D55E00", "linestyle": "--", "linewidth": 1.5}  # vermillion, dashed
 OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
@@ -296,10 +303,11 @@ def plot_threshold_sweep(df, title: str | None = None) -> Figure:
     for col, color, ls in (("precision", "blue", "-"), ("recall", "orange", "--"),
                            ("f1", "green", "-.")):
         ax.plot(df["threshold"], df[col], ls=ls, color=OKABE_ITO[color], label=col)
-    if df["f1"].notna().any():  # all NaN when no threshold keeps a prediction
-        best = df.loc[df["f1"].idxmax()]
-        ax.axvline(best["threshold"], color=OKABE_ITO["black"], ls=":", lw=1,
-                   label=f"best F1 {best['f1']:.2f} at {best['threshold']:.2f}")
+    best = best_f1_threshold(df, default=None)  # None when no threshold finds a lesion
+    if best is not None:
+        best_f1 = float(df.loc[df["threshold"] == best, "f1"].iloc[0])
+        ax.axvline(best, color=OKABE_ITO["black"], ls=":", lw=1,
+                   label=f"best F1 {best_f1:.2f} at {best:.2f}")
     ax.set(xlabel="score threshold", ylabel="value", ylim=(0, 1.05),
            title=title or "Threshold sweep: what does a stricter threshold cost?")
     ax.legend(fontsize=8)

@@ -2,7 +2,7 @@ import h5py
 import pytest
 
 from helpers.data import locate
-from helpers.data.locate import located
+from helpers.provenance import located
 
 
 def test_synthetic_fallback_has_a_banner_and_is_cached(monkeypatch, capsys, tmp_path):

@@ -75,7 +75,7 @@ def test_small_preset_has_no_batchnorm_and_small_anchors():
 
 @pytest.mark.parametrize("prof", ["smoke", "grade", "full"])
 def test_every_profile_names_archs_build_detector_knows(prof):
-    cfg = env._CONFIGS[prof]
+    cfg = env.config(prof)
     assert {cfg.pneumonia_arch, cfg.cspine_arch} <= set(ARCHS)
 
 

@@ -40,3 +40,26 @@ def test_the_hook_is_removed_afterwards():
     with tripwires(FORBIDDEN) as fired:
         pass
     assert fired == [] and sys.getprofile() is None
+
+
+def test_a_forbidden_module_covers_its_private_functions():
+    import torchvision.ops.boxes
+
+    whole = {"torchvision.ops.boxes": torchvision.ops.boxes}
+    with pytest.raises(AssertionError, match=r"calls torchvision\.ops\.boxes\._box_inter_union\b"):
+        run_without(lambda a, b: torchvision.ops.boxes._box_inter_union(a, b)[0], whole, A, B)
+    with pytest.raises(AssertionError, match=r"calls torchvision\.ops\.boxes\.box_iou, "):
+        run_without(lambda a, b: imported_early(a, b), whole, A, B)
+    torch.testing.assert_close(run_without(own_iou, whole, A, B), torchvision.ops.box_iou(A, B))
+
+
+def test_a_forbidden_module_covers_methods_and_properties():
+    from helpers import matching
+
+    whole = {"helpers.matching": matching}
+    pred, target = {"boxes": A, "scores": torch.ones(1)}, {"boxes": B}
+    m = metrics.match_detections(pred, target)
+    with pytest.raises(AssertionError, match=r"calls helpers\.matching\.MatchResult\.fp;"):
+        run_without(lambda: m.fp, whole)
+    with pytest.raises(AssertionError, match=r"calls helpers\.matching\.box_set, "):
+        run_without(metrics.match_detections, whole, pred, target)

@@ -5,7 +5,7 @@
 * ``synthetic`` - generators writing those same formats, offline, from a seed
 * ``datasets``  - torch Datasets returning (image, target), and ``collate``
 * ``splits``    - patient-wise train/val/test splits
-* ``locate``    - real data when present, synthetic otherwise (with a banner)
+* ``sources``   - ``locate``: real data when present, synthetic otherwise (with a banner)
 """
 
 from helpers.data.datasets import (
@@ -24,7 +24,7 @@ from helpers.data.dicom import (
     read_labels,
 )
 from helpers.data.hdf5 import H5SchemaError, check_cspine_schema, open_cspine, split_indices
-from helpers.data.locate import DataSource, locate
+from helpers.data.sources import DataSource, locate
 from helpers.data.splits import patient_split
 
 __all__ = [

@@ -21,6 +21,9 @@ from torch.utils.data import Dataset
 from helpers.data.dicom import read_dicom_image
 from helpers.data.hdf5 import open_cspine, split_code
 
+__all__ = ["collate", "CSpineH5Dataset", "make_target", "PneumoniaDataset", "sanitize_boxes",
+           "to_sample", "Transform"]
+
 Transform = Callable[..., dict]
 
 

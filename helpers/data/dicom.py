@@ -15,6 +15,9 @@ import pandas as pd
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
+__all__ = ["LABEL_COLUMNS", "LAYOUTS", "DicomReadError", "LabelsError", "patient_table",
+           "pneumonia_layout", "read_dicom_image", "read_labels"]
+
 LABEL_COLUMNS = ["patientId", "x", "y", "width", "height", "Target"]
 LAYOUTS = (("labels.csv", "images"), ("stage_2_train_labels.csv", "stage_2_train_images"))
 

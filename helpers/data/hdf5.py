@@ -12,6 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+__all__ = ["SCHEMA", "SPLITS", "check_cspine_schema", "H5SchemaError", "open_cspine",
+           "read_column", "split_code", "split_indices"]
+
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
 # key -> (number of dimensions, dtype kind check, what to say)

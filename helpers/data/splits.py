@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+__all__ = ["patient_split"]
 
 def patient_split(
     labels: pd.DataFrame,

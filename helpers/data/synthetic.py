@@ -40,6 +40,9 @@ from helpers.data._synth_shapes import (
     sample_lung_box,
 )
 
+__all__ = ["BOX_COUNT_P", "BOX_COUNTS", "CSPINE_UID_ROOT", "NEGATIVE_CLASSES",
+           "PIXEL_SPACING_1024", "SPLIT_FRACTIONS", "synth_cspine", "synth_pneumonia"]
+
 # Boxes per positive patient; two (one per lung) is the most common in the real labels.
 BOX_COUNTS = (1, 2, 3, 4)
 BOX_COUNT_P = (0.45, 0.45, 0.07, 0.03)

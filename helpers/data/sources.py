@@ -12,36 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.env import config
+from helpers.provenance import DataSource, record
 
 ENV_VARS = {"pneumonia": "RSNA_PNEUMONIA_DIR", "cspine": "CSPINE_H5"}
 SYNTH_VERSION = 1  # bump when the generators change, so stale caches are not reused
 
-_located: dict[str, DataSource] = {}
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where one data set came from."""
-
-    name: str  # "pneumonia" or "cspine"
-    path: Path  # the folder (pneumonia) or the .h5 file (cspine)
-    synthetic: bool
-    origin: str
-
-    def describe(self) -> str:
-        """One line for print_config()."""
-        if self.synthetic:
-            return f"{self.name}: SYNTHETIC data at {self.path} ({self.origin})"
-        return f"{self.name}: data at {self.path} (from {self.origin})"
-
-
-def located() -> list[DataSource]:
-    """The data sets located so far in this process."""
-    return list(_located.values())
+__all__ = ["ENV_VARS", "SYNTH_VERSION", "DataSource", "cache_dir", "locate"]
 
 
 def cache_dir() -> Path:
@@ -118,5 +97,5 @@ def locate(name: str, path: str | Path | None = None) -> DataSource:
         path = _synthesize(name)
         _banner(name, path)
         source = DataSource(name, path, synthetic=True, origin=f"profile {config().profile}")
-    _located[name] = source
+    record(source)
     return source
