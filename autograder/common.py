@@ -31,9 +31,13 @@ __all__ = ["GRADCAM_REFS", "IOU_REFS", "MATCH_REFS", "check_gradcam", "check_iou
            "compare_pr", "compare_sample", "fail", "flip_transform", "hook_count",
            "random_boxes", "random_scene", "tiny_detector"]
 
+# box_iou "and its relatives": every IoU function of torchvision.ops.boxes, private ones
+# included, found by name so a rename there keeps them watched; box_area, box_convert and
+# the other box utilities stay allowed, as the notebooks' text says.
 IOU_REFS = {
     "helpers.metrics.box_iou": helpers.metrics.box_iou,
-    "torchvision.ops.boxes": torchvision.ops.boxes,  # box_iou and its relatives
+    **{f"torchvision.ops.boxes.{name}": func for name, func in vars(torchvision.ops.boxes).items()
+       if callable(func) and ("iou" in name or "inter_union" in name)},
 }
 MATCH_REFS = {
     "helpers.matching": helpers.matching,  # every score-ordered matching step

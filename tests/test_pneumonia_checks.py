@@ -118,6 +118,17 @@ def test_iou(sol):
     with pytest.raises(AssertionError, match="IoU"):
         checks.check_iou(no_minus)
 
+    def with_box_area(a, b):  # box_area is a box utility, not one of box_iou's relatives
+        inter = (torch.minimum(a[:, None, 2:], b[None, :, 2:])
+                 - torch.maximum(a[:, None, :2], b[None, :, :2])).clamp(min=0).prod(2)
+        union = torchvision.ops.box_area(a)[:, None] + torchvision.ops.box_area(b)[None, :]
+        return inter / (union - inter)
+
+    checks.check_iou(with_box_area)
+    with pytest.raises(AssertionError, match="_box_inter_union"):  # the private one too
+        checks.check_iou(lambda a, b: (lambda i, u: i / u)(
+            *getattr(torchvision.ops.boxes, "_box_inter_union")(a, b)))
+
 
 def test_precision_recall(sol):
     checks.check_precision_recall(sol["precision_recall_at"])
