@@ -21,9 +21,9 @@ from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
 import helpers.calibration
-import helpers.data.datasets
 import helpers.metrics
 import helpers.models
+from autograder import reference_datasets
 from autograder.common import (
     MATCH_REFS,
     check_gradcam,
@@ -42,11 +42,7 @@ __all__ = ["check_dataset", "check_head", "check_optimizer", "check_iou", "check
            "check_precision_recall", "check_fine_tuning", "check_ece", "check_gradcam"]
 
 DATASET_REFS = {
-    "helpers.data.CSpineH5Dataset.__getitem__": helpers.data.datasets.CSpineH5Dataset.__getitem__,
-    "helpers.data.CSpineH5Dataset.load": helpers.data.datasets.CSpineH5Dataset.load,
-    "helpers.data.datasets.to_sample": helpers.data.datasets.to_sample,
-    "helpers.data.datasets.make_target": helpers.data.datasets.make_target,
-    "helpers.data.datasets.sanitize_boxes": helpers.data.datasets.sanitize_boxes,
+    "autograder.reference_datasets": reference_datasets,
 }
 HEAD_REFS = {"helpers.models.replace_head": helpers.models.replace_head,
              "helpers.models.build_detector": helpers.models.build_detector}
@@ -81,13 +77,13 @@ def _fixture(folder: Path) -> tuple[Path, list[int]]:
 
 
 def check_dataset(dataset_cls) -> None:
-    """The student's Dataset against helpers.data.CSpineH5Dataset on a fresh file."""
+    """The student's Dataset against the reference CSpineH5Dataset on a fresh file."""
     with tempfile.TemporaryDirectory(prefix="cspine-check-") as tmp:
         path, picks = _fixture(Path(tmp))
         for name, transform in (("resize to 48 px", eval_transforms(48)),
                                 ("horizontal flip", flip_transform())):
             ds = dataset_cls(path, picks, transform)
-            ref = helpers.data.datasets.CSpineH5Dataset(path, indices=picks,
+            ref = reference_datasets.CSpineH5Dataset(path, indices=picks,
                                                          transform=transform)
             if len(ds) != len(ref):
                 fail("number of samples", f"{name}, slices {picks}", len(ref), len(ds))

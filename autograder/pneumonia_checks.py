@@ -26,6 +26,7 @@ import helpers.data.datasets
 import helpers.data.dicom
 import helpers.metrics
 import helpers.models
+from autograder import reference_datasets
 from autograder.common import (
     MATCH_REFS,
     check_gradcam,
@@ -50,9 +51,7 @@ CALIBRATION_REFS = {
     "sklearn.calibration.calibration_curve": sklearn.calibration.calibration_curve,
 }
 DATASET_REFS = {
-    "helpers.data.datasets.to_sample": helpers.data.datasets.to_sample,
-    "helpers.data.datasets.make_target": helpers.data.datasets.make_target,
-    "helpers.data.PneumoniaDataset.__getitem__": helpers.data.datasets.PneumoniaDataset.__getitem__,
+    "autograder.reference_datasets": reference_datasets,
     "helpers.data.read_labels": helpers.data.dicom.read_labels,
 }
 HEAD_REFS = {"helpers.models.replace_head": helpers.models.replace_head}
@@ -63,7 +62,7 @@ COLLATE_REFS = {"helpers.data.collate": helpers.data.datasets.collate}
 
 
 def check_dataset(dataset_cls) -> None:
-    """The student's Dataset against helpers.data.PneumoniaDataset on fresh synthetic data."""
+    """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data."""
     with tempfile.TemporaryDirectory(prefix="pneumonia-check-") as tmp:
         root = synth_pneumonia(Path(tmp) / "d", patients=10, seed=1234, size=80,
                                positive_fraction=0.6)
@@ -71,7 +70,7 @@ def check_dataset(dataset_cls) -> None:
         for name, transform in (("resize to 56 px", eval_transforms(56)),
                                 ("horizontal flip", flip_transform())):
             ds = dataset_cls(raw, root / "images", transform=transform)
-            ref = helpers.data.datasets.PneumoniaDataset(
+            ref = reference_datasets.PneumoniaDataset(
                 helpers.data.dicom.read_labels(root / "labels.csv"), root / "images",
                 patient_ids=list(ds.patient_ids), transform=transform)
             if len(ds) != len(ref) or len(ds) == 0:

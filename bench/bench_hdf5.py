@@ -1,6 +1,7 @@
 """Random-access slice loading from the C-spine HDF5 file, three ways, side by side.
 
-* ``open once``   - CSpineH5Dataset as shipped: the file is opened once per process.
+* ``open once``   - CSpineH5Dataset (the Dataset exercise's reference): the file is opened
+  once per process.
 * ``open per item`` - the same Dataset code, but the file is opened and closed for every
   item (what a naive ``__getitem__`` with ``with h5py.File(...)`` does).
 * ``in memory``   - the same Dataset code reading from NumPy arrays already in RAM: the
@@ -23,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from helpers.data.datasets import CSpineH5Dataset
+from autograder.reference_datasets import CSpineH5Dataset
 from helpers.data.synthetic import synth_cspine
 
 

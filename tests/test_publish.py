@@ -91,3 +91,11 @@ def test_common_idioms_are_not_secrets_but_a_real_solution_line_is():
     assert [distinctive(x) for x in ("return model", 'return float("nan")', "model.eval()",
                                      "return total_of_both", "else:")] == [
         False, False, False, True, False]
+
+
+def test_the_real_course_publishes(tmp_path):
+    """The bundle of this course, not only of the toy one, passes its own leak guard."""
+    out = tmp_path / "bundle"
+    assert main(["publish", str(out)]) == 0
+    assert (out / "helpers" / "data" / "datasets.py").is_file()
+    assert not (out / "autograder").exists() and not (out / "source").exists()

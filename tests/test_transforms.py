@@ -2,7 +2,7 @@ import albumentations as A
 import numpy as np
 import torch
 
-from helpers.data.datasets import to_sample
+from autograder.reference_datasets import to_sample
 from helpers.transforms import eval_transforms, train_transforms
 
 

@@ -3,18 +3,12 @@
 * ``dicom``     - RSNA pneumonia DICOMs and labels CSV
 * ``hdf5``      - the C-spine HDF5 subset and its schema
 * ``synthetic`` - generators writing those same formats, offline, from a seed
-* ``datasets``  - torch Datasets returning (image, target), and ``collate``
+* ``datasets``  - ``collate`` for detection DataLoaders (the Datasets are exercises)
 * ``splits``    - patient-wise train/val/test splits
 * ``sources``   - ``locate``: real data when present, synthetic otherwise (with a banner)
 """
 
-from helpers.data.datasets import (
-    CSpineH5Dataset,
-    PneumoniaDataset,
-    collate,
-    make_target,
-    sanitize_boxes,
-)
+from helpers.data.datasets import collate
 from helpers.data.dicom import (
     DicomReadError,
     LabelsError,
@@ -28,8 +22,7 @@ from helpers.data.sources import DataSource, locate
 from helpers.data.splits import patient_split
 
 __all__ = [
-    "CSpineH5Dataset", "DataSource", "DicomReadError", "H5SchemaError", "LabelsError",
-    "PneumoniaDataset", "check_cspine_schema", "collate", "locate", "make_target",
-    "open_cspine", "patient_split", "patient_table", "pneumonia_layout", "read_dicom_image",
-    "read_labels", "sanitize_boxes", "split_indices",
+    "DataSource", "DicomReadError", "H5SchemaError", "LabelsError", "check_cspine_schema",
+    "collate", "locate", "open_cspine", "patient_split", "patient_table", "pneumonia_layout",
+    "read_dicom_image", "read_labels", "split_indices",
 ]
