@@ -17,6 +17,10 @@ ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")  # nbgrader's rule for assignment i
 # Flat LMS exports (Canvas: "jdoe_12345_67890_pneumonia.ipynb") start a file name with the
 # student's login or id; [grading] file_pattern overrides this.
 DEFAULT_FILE_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*)_.*\.ipynb$"
+# GitHub's owner/name, and a git tag that is a package version after its "v" (a subset of
+# PEP 440: 1.2.3, 1.2.3rc1, 1.2.3.post1, 1.2.3.dev0): the bundle's version is derived from it.
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+REF_PATTERN = re.compile(r"^v?\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?$")
 
 
 class CourseConfigError(ValueError):
@@ -101,12 +105,20 @@ def load(root: str | Path | None = None) -> CourseConfig:
     ids = [a.id for a in assignments]
     if len(set(ids)) != len(ids):
         raise CourseConfigError(f"{path}: assignment ids repeat: {ids}")
+    bundle_repo = _get(course, "bundle_repo", str, f"{path} [course]")
+    if not REPO_PATTERN.match(bundle_repo):
+        raise CourseConfigError(f"{path} [course] bundle_repo = {bundle_repo!r}; expected a "
+                                "GitHub repository as owner/name")
+    bundle_ref = _get(course, "bundle_ref", str, f"{path} [course]")
+    if not REF_PATTERN.match(bundle_ref):
+        raise CourseConfigError(f"{path} [course] bundle_ref = {bundle_ref!r}; expected a tag "
+                                "that is a package version, e.g. v1.2.0 or v1.2.0rc1")
     return CourseConfig(
         root=root,
         id=_get(course, "id", str, f"{path} [course]"),
         title=_get(course, "title", str, f"{path} [course]"),
-        bundle_repo=_get(course, "bundle_repo", str, f"{path} [course]"),
-        bundle_ref=_get(course, "bundle_ref", str, f"{path} [course]"),
+        bundle_repo=bundle_repo,
+        bundle_ref=bundle_ref,
         cell_timeout=_get(grading, "cell_timeout", int, f"{path} [grading]"),
         notebook_timeout=_get(grading, "notebook_timeout", int, f"{path} [grading]"),
         workers=_get(grading, "workers", int, f"{path} [grading]"),

@@ -26,10 +26,14 @@ def bundle_version(cfg: CourseConfig) -> str:
     return cfg.bundle_ref.removeprefix("v")
 
 
+def install_requirement(cfg: CourseConfig) -> str:
+    """The pinned requirement of the student bundle: ``name @ git+https://...@ref``."""
+    return f"{BUNDLE_DIST} @ git+https://github.com/{cfg.bundle_repo}@{cfg.bundle_ref}"
+
+
 def install_command(cfg: CourseConfig) -> str:
     """What the notebooks' setup cell runs in Colab (never reinstalls torch)."""
-    url = f"git+https://github.com/{cfg.bundle_repo}@{cfg.bundle_ref}"
-    return f'pip install -q "{BUNDLE_DIST} @ {url}"'
+    return f'pip install -q "{install_requirement(cfg)}"'
 
 
 def _pyproject(cfg: CourseConfig) -> str:

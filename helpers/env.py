@@ -18,14 +18,15 @@ import random
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from helpers.provenance import located
 
-__all__ = ["PROFILES", "SMALL_ARCH", "Config", "config", "device", "in_colab", "print_config",
-           "profile", "seed_everything"]
+__all__ = ["PROFILES", "SMALL_ARCH", "Config", "config", "device", "helpers_version", "in_colab",
+           "print_config", "profile", "seed_everything"]
 
 PROFILES = ("smoke", "grade", "full")
 
@@ -138,13 +139,28 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def helpers_version() -> str:
+    """Version and distribution of the ``helpers`` imported here: the student bundle
+    (medical-detection-helpers) in Colab, the course repository in development."""
+    here = Path(__file__).resolve().parent
+    dists = sorted(set(metadata.packages_distributions().get("helpers", [])))
+    for name in dists:  # the distribution whose installed files are this very package
+        dist = metadata.distribution(name)
+        if any(Path(dist.locate_file(f)).resolve().parent == here for f in dist.files or []
+               if f.name == "__init__.py" and f.parts[:1] == ("helpers",)):
+            return f"{dist.version} ({name})"
+    if len(dists) == 1:  # an editable install lists a path hook, not the package's files
+        return f"{metadata.version(dists[0])} ({dists[0]}, editable)"
+    return f"not installed as a package: imported from {here}"
+
+
 def print_config() -> None:
     """Print versions, device, profile and where each data set came from."""
     dev = device()
     gpu = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
     lines = [f"python         {platform.python_version()} on {platform.machine()}"]
     lines += [f"{name:<14} {_version(name)}" for name in _PACKAGES]
-    lines.append(f"helpers        {_version('medical-detection-course')}")
+    lines.append(f"helpers        {helpers_version()}")
     lines += [f"device         {dev}{gpu}", f"colab          {in_colab()}"]
     cfg = asdict(config())
     lines.append("profile        " + ", ".join(f"{k}={v}" for k, v in cfg.items()))

@@ -71,12 +71,13 @@ def test_bundle_installs_offline_and_imports_helpers(bundle, tmp_path):
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
                     str(wheel)], check=True, capture_output=True)
     probe = ("import helpers, helpers.data, helpers.env; print(helpers.__file__); "
-             "print(helpers.env.profile())")
+             "print(helpers.env.profile()); print(helpers.env.helpers_version())")
     result = subprocess.run([python, "-c", probe], capture_output=True, text=True,
                             cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "CI": "true"})
     assert result.returncode == 0, result.stderr
-    location, profile = result.stdout.split()
+    location, profile, version = result.stdout.splitlines()
     assert location.startswith(str(env_dir)) and profile == "smoke"
+    assert version == "9.9 (medical-detection-helpers)"  # the bundle's own name and version
 
 
 def test_common_idioms_are_not_secrets_but_a_real_solution_line_is():

@@ -96,3 +96,45 @@ def test_lab_config_file_is_derived_from_course_toml(tmp_path):
     assert config.CourseDirectory.db_url == f"sqlite:///{root / 'gb.db'}"
     assert config.Execute.timeout == 5  # cell_timeout from course.toml
     assert config.OverwriteCells.add_missing_cells is True
+
+
+def test_setup_cell_is_generated_from_course_toml(released):
+    nb = nbformat.read(released / "release" / "toy" / "toy.ipynb", as_version=4)
+    (setup,) = [c for c in nb.cells if "course-setup" in c.metadata.get("tags", [])]
+    assert ('%pip install -q "medical-detection-helpers @ '
+            'git+https://github.com/someone/toy-bundle@v9.9"') in setup.source
+    assert 'if "google.colab" in sys.modules:' in setup.source
+    assert "torch" not in setup.source.split("%pip")[1]  # the install line names no torch
+
+
+def test_check_names_the_cell_when_the_pin_is_edited_by_hand(released, tmp_path, capsys):
+    root = shutil.copytree(released, tmp_path / "copy")
+    path = root / "source" / "toy" / "toy.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    (setup,) = [c for c in nb.cells if "course-setup" in c.metadata.get("tags", [])]
+    setup.source = setup.source.replace("@v9.9", "@v9.8")
+    nbformat.write(nb, path)
+    capsys.readouterr()
+    assert main(["release", "--check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: cell 2 ('course-setup', id cell-1) does not install" in err
+    assert main(["release", "--root", str(root)]) == 0  # regenerates the cell from the toml
+    assert "@v9.9" in nbformat.read(path, as_version=4).cells[1].source
+    assert main(["release", "--check", "--root", str(root)]) == 0
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("bundle_ref", "latest", "expected a tag that is a package version"),
+    ("bundle_ref", "v1.2.x", "expected a tag that is a package version"),
+    ("bundle_repo", "just-a-name", "expected a GitHub repository as owner/name"),
+    ("bundle_repo", "owner/name with spaces", "expected a GitHub repository as owner/name"),
+])
+def test_bundle_repo_and_ref_are_validated(tmp_path, key, value, says):
+    import re
+
+    (tmp_path / "course").mkdir()
+    toml = re.sub(rf'^{key} = ".*"$', f'{key} = "{value}"', TOML, flags=re.M)
+    assert toml != TOML
+    (tmp_path / "course" / "course.toml").write_text(toml)
+    with pytest.raises(CourseConfigError, match=says):
+        load(tmp_path)

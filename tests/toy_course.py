@@ -49,6 +49,8 @@ def write_toy_course(root):
                                  "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Adding numbers"),
+        nbformat.v4.new_code_cell("# set-up: written by `course release`",
+                                  metadata={"tags": ["course-setup"]}),
         _solution("add", ADD_SOLUTION),
         _test("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
         _solution("mul", MUL_SOLUTION),
