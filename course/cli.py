@@ -49,7 +49,8 @@ def _grade(args) -> int:
     cfg = load(args.root)
     shard = parse_shard(args.shard) if args.shard else None
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
-                  pattern=args.pattern, workers=args.workers, force=args.force, shard=shard)
+                  pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
+                  students=set(args.student or ()))
     return _summary(table, args.out)
 
 
@@ -75,7 +76,11 @@ def _publish(args) -> int:
     from course.config import load
     from course.publish import publish
 
-    out = publish(load(args.root), args.out)
+    try:
+        out = publish(load(args.root), args.out)
+    except FileExistsError as err:
+        print(err, file=sys.stderr)
+        return 1
     print(f"student bundle written to {out} (leak guard passed)")
     return 0
 
@@ -147,7 +152,12 @@ def _parsers() -> argparse.ArgumentParser:
                      help="submissions graded at once, each in its own process "
                           "(default: [grading] workers)")
     grd.add_argument("--force", action="store_true",
-                     help="grade again even the submissions whose result is current")
+                     help="grade again even the submissions whose result is current "
+                          "(default: off; a change to the source notebook, autograder/, "
+                          "helpers/, the limits or nbgrader regrades everyone anyway)")
+    grd.add_argument("--student", action="append", default=None, metavar="ID",
+                     help="grade this student again even if the result is current; repeat "
+                          "for several (default: none)")
     grd.add_argument("--shard", default=None, metavar="I/N",
                      help="grade only shard I of N (a stable hash of the student id); fold "
                           "the shards' outputs with `course grade-merge`")
@@ -160,7 +170,8 @@ def _parsers() -> argparse.ArgumentParser:
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
     pub = sub.add_parser("publish", parents=[root],
                          help="write the public student bundle (release + helpers)")
-    pub.add_argument("out", type=Path, help="bundle folder (emptied first)")
+    pub.add_argument("out", type=Path,
+                     help="bundle folder: new, empty, or an earlier bundle (its .git is kept)")
     lab = sub.add_parser("lab", parents=[root],
                          help="JupyterLab with the nbgrader extension on this course")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed to jupyter lab")

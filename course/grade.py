@@ -26,7 +26,7 @@ from course.config import Assignment, CourseConfig
 from course.gradebook import import_results
 from course.intake import intake
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
-from course.results import digest, read_result, write_result
+from course.results import changed_inputs, digest, grading_inputs, read_result, write_result
 
 
 def in_shard(student_id: str, shard: tuple[int, int] | None) -> bool:
@@ -81,12 +81,27 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+# The instructor's own settings must not change how a submission is graded: the profile
+# comes from NBGRADER_EXECUTION, the data from the synthetic cache.
+NOT_INHERITED = ("COURSE_PROFILE", "RSNA_PNEUMONIA_DIR", "CSPINE_H5")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a Slurm or container allocation, not the node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def worker_env(workers: int) -> dict[str, str]:
-    """The workers' environment: the machine's cores shared out among them."""
+    """The workers' environment: the usable cores shared out among them, the instructor's
+    profile and real-data variables left out."""
     # N workers running torch must not each start one thread per core (oversubscribed, 2
     # workers were no faster than 1 on 2 cores: bench/README.md).
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+    threads = str(max(1, usable_cpus() // max(1, workers)))
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    return {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 
@@ -109,7 +124,8 @@ def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, noteb
     done = read_result(workdir)
     if done is not None:
         return done
-    fields = {"student_id": sid, "hash": digest(notebook, cfg.source_notebook(a)),
+    inputs = grading_inputs(cfg, a)
+    fields = {"student_id": sid, "hash": digest(notebook, inputs), "inputs": inputs,
               "submission": str(notebook), "notebook": None, "status": "failed"}
     if code is None:
         return write_result(workdir, **fields, reason=f"stopped after {cfg.notebook_timeout} s "
@@ -123,13 +139,15 @@ def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, noteb
 
 def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
           progress: bool = True, pattern: str | None = None, workers: int | None = None,
-          force: bool = False, shard: tuple[int, int] | None = None) -> pd.DataFrame:
+          force: bool = False, shard: tuple[int, int] | None = None,
+          students: set[str] | None = None) -> pd.DataFrame:
     """Grade every submission (of the shard); write OUT/grades.csv, OUT/gradebook.db and
     OUT/feedback/; return the table.
 
     Each submission is executed by its own worker process in OUT/work/<student>/, at most
-    ``workers`` at a time. A submission whose result there was made from the same bytes
-    (and the same source notebook) is not graded again unless ``force``. Then one writer
+    ``workers`` at a time. A submission whose result there was made from the same bytes and
+    the same grading inputs (source notebook, autograder/, helpers/, limits, nbgrader) is
+    not graded again unless ``force``, or its student is in ``students``. Then one writer
     builds the gradebook from the executed notebooks (`import_results`).
     """
     out = out.resolve()
@@ -143,14 +161,16 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
             results.append(write_result(work / row.student_id, student_id=row.student_id,
                                         hash=None, notebook=None, status=row.status,
                                         reason=row.reason))
-    source = cfg.source_notebook(a)
-    todo = {}
+    inputs, todo, why = grading_inputs(cfg, a), {}, set()
     for sid, nb in found.items():
         done = read_result(work / sid)
-        if not force and done is not None and done.get("hash") == digest(nb, source):
-            results.append(done)
-        else:
+        if force or sid in (students or ()) or done is None:
             todo[sid] = nb
+        elif done.get("hash") != digest(nb, inputs):
+            todo[sid] = nb
+            why.update(changed_inputs(done, inputs))
+        else:
+            results.append(done)
     if todo:
         template = prepare_template(cfg, a, out / "template")
         n = max(1, min(workers or cfg.workers, len(todo)))
@@ -167,4 +187,6 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     if progress:
         print(f"graded {len(todo)} submission(s), reused {len(found) - len(todo)} unchanged "
               f"result(s), {len(rows)} without a gradable notebook")
+        if why:
+            print(f"regraded because {', '.join(sorted(why))} changed since the last run")
     return import_results(cfg, a, out, results)

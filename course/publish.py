@@ -83,11 +83,43 @@ def check_bundle(cfg: CourseConfig, bundle: Path) -> list[str]:
     return problems
 
 
+def _is_bundle(folder: Path) -> bool:
+    """Whether a folder holds a student bundle written by an earlier `course publish`."""
+    try:
+        project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return False
+    return project.get("name") == BUNDLE_DIST
+
+
+def _clear(out: Path) -> None:
+    """Empty ``out`` for a new bundle, keeping a clone's ``.git``; refuse anything else."""
+    if not out.exists():
+        out.mkdir(parents=True)
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out}: a file, not a folder for the student bundle")
+    children = list(out.iterdir())
+    if children and not _is_bundle(out):
+        raise FileExistsError(f"{out}: not empty and not a student bundle (no pyproject.toml "
+                              f"naming {BUNDLE_DIST}); refusing to delete it: publish into "
+                              "an empty folder, a new one, or a clone of the bundle repository")
+    for child in children:
+        if child.name == ".git":
+            continue  # a clone of the bundle repository: its history stays
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def publish(cfg: CourseConfig, out: Path) -> Path:
-    """Write the student bundle into ``out`` (emptied first) and check it for leaks."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    """Write the student bundle into ``out`` and check it for leaks.
+
+    ``out`` must be empty, new, or an earlier bundle (a clone of the bundle repository):
+    then everything but its ``.git`` is replaced.
+    """
+    _clear(out)
     for a in cfg.assignments:
         src = cfg.release_notebook(a).parent
         if not src.is_dir():

@@ -29,12 +29,47 @@ class Row:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def digest(*paths: Path) -> str:
-    """SHA-256 over the files' bytes: a submission and the notebook it is graded against."""
+def grading_inputs(cfg, a) -> dict[str, str]:
+    """Digests of everything a grade depends on besides the submission itself: the source
+    notebook (its tests), the hidden checks and helpers they run, the limits, nbgrader."""
+    import nbgrader
+
+    import autograder
+    import helpers
+
+    limits = {"cell_timeout": cfg.cell_timeout, "notebook_timeout": cfg.notebook_timeout,
+              "memory_gb": cfg.memory_gb}
+    return {"the source notebook": _sha(cfg.source_notebook(a).read_bytes()),
+            "autograder/": _tree(Path(autograder.__file__).parent),
+            "helpers/": _tree(Path(helpers.__file__).parent),
+            "the limits": _sha(json.dumps(limits, sort_keys=True).encode()),
+            "nbgrader": nbgrader.__version__}
+
+
+def digest(submission: Path, inputs: dict[str, str]) -> str:
+    """The cache key of one graded submission: its bytes and the grading inputs."""
+    return _sha(Path(submission).read_bytes() + b"\0" + json.dumps(inputs, sort_keys=True)
+                .encode())
+
+
+def changed_inputs(done: dict, inputs: dict[str, str]) -> list[str]:
+    """Which grading inputs differ from those a previous result was made with."""
+    before = done.get("inputs")
+    if not isinstance(before, dict):
+        return ["the course's grading version"]
+    return [name for name, value in inputs.items() if before.get(name) != value]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree(folder: Path) -> str:
+    """One digest over a package's Python files, by relative path and bytes."""
     h = hashlib.sha256()
-    for path in paths:
-        h.update(Path(path).read_bytes())
-        h.update(b"\0")
+    for path in sorted(folder.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

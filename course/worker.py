@@ -32,7 +32,7 @@ import nbformat
 
 from course.config import load
 from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
-from course.results import digest, run_problem, student_errors, write_result
+from course.results import digest, grading_inputs, run_problem, student_errors, write_result
 from course.trim import count_trimmed, with_trimming
 
 GENERIC = ("Please see the", "NbGraderException")
@@ -74,7 +74,6 @@ def grade_one(root: Path | None, template: Path, submission: Path, workdir: Path
 
 def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str,
                scratch: Path, start: float) -> dict:
-    source = cfg.source_notebook(a)
     course_dir = scratch / "nbgrader"
     shutil.copytree(template, course_dir)
     target = course_dir / "submitted" / sid / a.id / a.notebook
@@ -83,7 +82,8 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     config = with_trimming(nbgrader_config(cfg, course_dir, course_dir / "gradebook.db"))
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
-    fields = {"student_id": sid, "hash": digest(submission, source),
+    inputs = grading_inputs(cfg, a)
+    fields = {"student_id": sid, "hash": digest(submission, inputs), "inputs": inputs,
               "submission": str(submission)}
     if not result["success"]:
         text = "\n".join(filter(None, [result.get("log"), result.get("error")]))

@@ -4,6 +4,7 @@ one gradebook, and hostile submissions cost nobody else a point."""
 
 import json
 import os
+import shutil
 
 import nbformat
 import pandas as pd
@@ -227,9 +228,44 @@ def test_hostile_submissions_cost_nobody_else_a_point(course, honest, tmp_path):
         assert set(expected) <= graded and "bad_json" not in graded
 
 
-def test_workers_share_the_cores_out():
+def test_workers_share_the_cores_out(monkeypatch):
     """N workers each running torch with one thread per core would oversubscribe the
     machine (bench/README.md: 0.95x with 2 workers on 2 cores before this)."""
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     assert worker_env(cores)["OMP_NUM_THREADS"] == "1"
     assert worker_env(1)["OMP_NUM_THREADS"] == str(cores)
+    # A Slurm job or a container gets some of the node's CPUs: count those, not the node's.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 3, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert worker_env(1)["OMP_NUM_THREADS"] == "3"
+
+
+def test_the_instructors_profile_and_data_do_not_reach_grading(monkeypatch):
+    for var, value in (("COURSE_PROFILE", "full"), ("CSPINE_H5", "/data/cspine.h5"),
+                       ("RSNA_PNEUMONIA_DIR", "/data/rsna")):
+        monkeypatch.setenv(var, value)
+    env = worker_env(2)
+    assert not {"COURSE_PROFILE", "CSPINE_H5", "RSNA_PNEUMONIA_DIR"} & set(env)
+    assert env["PATH"] == os.environ["PATH"]
+
+
+@pytest.mark.slow
+def test_a_changed_grading_input_regrades_everyone_and_says_why(course, honest, tmp_path,
+                                                                capsys):
+    cfg, *_ = course
+    subs, expected = honest
+    a = cfg.assignments[0]
+    out = tmp_path / "out"
+    grade(cfg, a, subs, out, progress=False)
+    first = _stamps(out)
+    grade(cfg, a, subs, out, progress=False, students={"s2"})  # one student, on request
+    again = _stamps(out)
+    assert [s for s in again if again[s] != first[s]] == ["s2"]
+    root = shutil.copytree(cfg.root, tmp_path / "course")  # the limits change
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace("cell_timeout = 5", "cell_timeout = 6"))
+    capsys.readouterr()
+    grade(load(root), a, subs, out)
+    assert all(_stamps(out)[s] != again[s] for s in again)
+    assert "regraded because the limits changed since the last run" in capsys.readouterr().out
+    assert _totals(out) == expected

@@ -100,3 +100,24 @@ def test_the_real_course_publishes(tmp_path):
     assert main(["publish", str(out)]) == 0
     assert (out / "helpers" / "data" / "datasets.py").is_file()
     assert not (out / "autograder").exists() and not (out / "source").exists()
+
+
+def test_publish_refuses_a_folder_that_is_not_a_bundle_and_keeps_a_clones_git(bundle,
+                                                                               tmp_path, capsys):
+    root, out = bundle
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert main(["publish", str(precious), "--root", str(root)]) == 1
+    assert "not empty and not a student bundle" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert main(["publish", str(root), "--root", str(root)]) == 1  # `publish .` in the course
+    assert (root / "source").is_dir()
+    clone = tmp_path / "clone"
+    assert main(["publish", str(clone), "--root", str(root)]) == 0
+    (clone / ".git").mkdir()
+    (clone / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (clone / "stale.txt").write_text("from an older bundle")
+    assert main(["publish", str(clone), "--root", str(root)]) == 0
+    assert (clone / ".git" / "HEAD").is_file() and not (clone / "stale.txt").exists()
+    assert (clone / "release" / "toy" / "toy.ipynb").is_file()

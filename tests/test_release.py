@@ -117,9 +117,9 @@ def test_check_names_the_cell_when_the_pin_is_edited_by_hand(released, tmp_path,
     capsys.readouterr()
     assert main(["release", "--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
-    assert f"{path}: cell 2 ('course-setup', id cell-1) does not install" in err
+    assert f"{path}: cell 6 ('course-setup', id cell-5) does not install" in err
     assert main(["release", "--root", str(root)]) == 0  # regenerates the cell from the toml
-    assert "@v9.9" in nbformat.read(path, as_version=4).cells[1].source
+    assert "@v9.9" in nbformat.read(path, as_version=4).cells[5].source
     assert main(["release", "--check", "--root", str(root)]) == 0
 
 

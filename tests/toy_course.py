@@ -49,12 +49,12 @@ def write_toy_course(root):
                                  "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Adding numbers"),
-        nbformat.v4.new_code_cell("# set-up: written by `course release`",
-                                  metadata={"tags": ["course-setup"]}),
         _solution("add", ADD_SOLUTION),
         _test("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
         _solution("mul", MUL_SOLUTION),
         _test("mul", "assert mul(2, 3) == 6", "assert mul(6, 7) == 42", 3),
+        # Last, so the tests' cell indices stay put; `course release` writes its source.
+        nbformat.v4.new_code_cell("# set-up", metadata={"tags": ["course-setup"]}),
     ]
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i}"
