@@ -62,23 +62,39 @@ COLLATE_REFS = {"helpers.data.collate": helpers.data.datasets.collate}
 
 
 def check_dataset(dataset_cls) -> None:
-    """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data."""
+    """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data:
+    the positive patients (training's default) and every patient (``positives_only=False``,
+    as validation and test use it), negatives with ``boxes`` of shape (0, 4) included."""
     with tempfile.TemporaryDirectory(prefix="pneumonia-check-") as tmp:
         root = synth_pneumonia(Path(tmp) / "d", patients=10, seed=1234, size=80,
                                positive_fraction=0.6)
         raw = pd.read_csv(root / "labels.csv")
-        for name, transform in (("resize to 56 px", eval_transforms(56)),
-                                ("horizontal flip", flip_transform())):
-            ds = dataset_cls(raw, root / "images", transform=transform)
+        negatives = set(raw.groupby("patientId")["Target"].max().loc[lambda t: t == 0].index)
+        if not negatives:
+            raise RuntimeError("the check's fixture has no negative patient")
+        for name, transform, everyone in (
+                ("resize to 56 px", eval_transforms(56), False),
+                ("horizontal flip", flip_transform(), False),
+                ("every patient (positives_only=False), resize to 56 px", eval_transforms(56),
+                 True),
+                ("every patient (positives_only=False), horizontal flip", flip_transform(),
+                 True)):
+            options = {"positives_only": False} if everyone else {}
+            ds = dataset_cls(raw, root / "images", transform=transform, **options)
             ref = reference_datasets.PneumoniaDataset(
                 helpers.data.dicom.read_labels(root / "labels.csv"), root / "images",
-                patient_ids=list(ds.patient_ids), transform=transform)
-            if len(ds) != len(ref) or len(ds) == 0:
-                fail("number of samples", name, len(ref), len(ds))
+                patient_ids=list(ds.patient_ids), positives_only=not everyone,
+                transform=transform)
+            want = raw["patientId"].nunique() - (0 if everyone else len(negatives))
+            if len(ds) != want or len(ref) != want or len(ds) == 0:
+                fail("number of samples", f"{name}: 10 patients, {len(negatives)} negative",
+                     want, len(ds))
             for i in range(len(ds)):
                 image, target = run_without(ds.__getitem__, DATASET_REFS, i)
                 ref_image, ref_target = ref[i]
-                compare_sample(f"{name}, sample {i}", image, target, ref_image, ref_target)
+                kind = "without" if ds.patient_ids[i] in negatives else "with"
+                compare_sample(f"{name}, sample {i} (a patient {kind} boxes)", image, target,
+                               ref_image, ref_target)
 
 
 # ------------------------------------------------------------------ collate

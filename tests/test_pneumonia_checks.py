@@ -62,6 +62,23 @@ def test_dataset(sol):
     with pytest.raises(AssertionError, match="boxes"):
         checks.check_dataset(KeepsXYWH)
 
+    class FlatWhenEmpty(sol["PneumoniaBoxes"]):  # a negative's boxes of shape (0,), not (0, 4)
+        def __getitem__(self, idx):
+            image, target = super().__getitem__(idx)
+            if not len(target["boxes"]):
+                target["boxes"] = target["boxes"].reshape(-1)
+            return image, target
+
+    with pytest.raises(AssertionError, match=r"target\['boxes'\](.|\n)*without boxes"):
+        checks.check_dataset(FlatWhenEmpty)
+
+    class DropsNegatives(sol["PneumoniaBoxes"]):  # ignores positives_only=False
+        def __init__(self, *args, positives_only=True, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(AssertionError, match="number of samples(.|\n)*every patient"):
+        checks.check_dataset(DropsNegatives)
+
 
 def test_collate(sol):
     checks.check_collate(sol["detection_collate"])
