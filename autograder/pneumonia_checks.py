@@ -29,6 +29,7 @@ import helpers.models
 from autograder import reference_datasets
 from autograder.common import (
     MATCH_REFS,
+    calibration_cases,
     check_gradcam,
     check_iou,
     compare_pr,
@@ -198,26 +199,28 @@ def check_precision_recall(pr_fn) -> None:
 
 
 def check_calibration(bins_fn, ece_fn) -> None:
-    """Student reliability bins and ECE against helpers.calibration on random detections."""
-    gen = np.random.default_rng(77)
-    scores = np.concatenate([gen.uniform(0, 1, 300) ** 0.5, [0.0, 1.0]])
-    correct = gen.random(len(scores)) < scores * 0.8  # over-confident on purpose
-    want = helpers.calibration.reliability_bins(scores, correct)
-    got = run_without(bins_fn, CALIBRATION_REFS, scores.copy(), correct.copy())
-    fed = "302 random scores (0.0 and 1.0 included), correct ~ Bernoulli(0.8 x score)"
-    got = pd.DataFrame(got)
-    for col in ("count", "confidence", "accuracy"):
-        if col not in got.columns or len(got) != 10:
-            fail("table", fed, "10 rows with count, confidence, accuracy",
-                  f"{len(got)} rows, columns {list(got.columns)}")
-        if not np.allclose(got[col].to_numpy(float), want[col].to_numpy(float), atol=1e-6,
-                           equal_nan=True):
-            fail(f"column {col}", fed, want[col].round(4).tolist(),
-                  got[col].astype(float).round(4).tolist())
-    ece = float(run_without(ece_fn, CALIBRATION_REFS, scores.copy(), correct.copy()))
-    ref = helpers.calibration.expected_calibration_error(scores, correct)
-    if not math.isclose(ece, ref, abs_tol=1e-6):
-        fail("ECE", fed, round(ref, 6), round(ece, 6))
+    """Student reliability bins and ECE against helpers.calibration, with 10 and 4 bins, on
+    random detections and on scores exactly on the bin edges (right-closed bins, as stated)."""
+    for fed, scores, correct in calibration_cases():
+        for n_bins in (10, 4):
+            want = helpers.calibration.reliability_bins(scores, correct, n_bins)
+            got = run_without(bins_fn, CALIBRATION_REFS, scores.copy(), correct.copy(),
+                              n_bins=n_bins)
+            where = f"{fed}; n_bins={n_bins}"
+            got = pd.DataFrame(got)
+            for col in ("count", "confidence", "accuracy"):
+                if col not in got.columns or len(got) != n_bins:
+                    fail("table", where, f"{n_bins} rows with count, confidence, accuracy",
+                          f"{len(got)} rows, columns {list(got.columns)}")
+                if not np.allclose(got[col].to_numpy(float), want[col].to_numpy(float),
+                                   atol=1e-6, equal_nan=True):
+                    fail(f"column {col}", where, want[col].round(4).tolist(),
+                          got[col].astype(float).round(4).tolist())
+            ece = float(run_without(ece_fn, CALIBRATION_REFS, scores.copy(), correct.copy(),
+                                    n_bins=n_bins))
+            ref = helpers.calibration.expected_calibration_error(scores, correct, n_bins)
+            if not math.isclose(ece, ref, abs_tol=1e-6):
+                fail(f"ECE with n_bins={n_bins}", where, round(ref, 6), round(ece, 6))
 
 
 def check_detection_scores(scores_fn) -> None:
