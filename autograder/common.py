@@ -27,9 +27,9 @@ import helpers.models
 from autograder import gradcam_reference
 from autograder.tripwire import run_without
 
-__all__ = ["GRADCAM_REFS", "IOU_REFS", "MATCH_REFS", "check_gradcam", "check_iou",
-           "compare_pr", "compare_sample", "fail", "flip_transform", "hook_count",
-           "random_boxes", "random_scene", "tiny_detector"]
+__all__ = ["BIN_EDGE_SCORES", "GRADCAM_REFS", "IOU_REFS", "MATCH_REFS", "calibration_cases",
+           "check_gradcam", "check_iou", "compare_pr", "compare_sample", "fail",
+           "flip_transform", "hook_count", "random_boxes", "random_scene", "tiny_detector"]
 
 # box_iou "and its relatives": every IoU function of torchvision.ops.boxes, private ones
 # included, found by name so a rename there keeps them watched; box_area, box_convert and
@@ -124,6 +124,30 @@ def random_scene(gen: np.random.Generator, n_images: int = 8) -> tuple[list[dict
                         "labels": torch.ones(len(gt), dtype=torch.int64)})
     return preds, targets
 
+
+
+# Both notebooks state one bin convention for calibration, scikit-learn's
+# calibration_curve(strategy="uniform") (np.searchsorted on the inner edges, side="left"):
+# bins closed on the right, [0, 1/n], (1/n, 2/n], ..., ((n-1)/n, 1], so 0.0 and 0.1 fall
+# in the first of 10 bins and 1.0 in the last. Scores exactly on the edges of 10 and of 4
+# bins tell that convention from a left-closed one; both checks feed the same ones.
+BIN_EDGE_SCORES = np.array([0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0])
+CALIBRATION_SEED = 2018
+
+
+def calibration_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(what was fed, scores, correct)`` for both notebooks' calibration checks: random
+    over-confident detections with every edge score added, then the edge scores alone with
+    alternating correct flags (left- and right-closed bins give different tables and ECEs)."""
+    gen = np.random.default_rng(CALIBRATION_SEED)
+    scores = np.concatenate([gen.uniform(0, 1, 250) ** 0.6, BIN_EDGE_SCORES])
+    correct = gen.random(len(scores)) < scores * 0.75  # over-confident on purpose
+    alternating = np.arange(len(BIN_EDGE_SCORES)) % 2 == 0
+    edges = BIN_EDGE_SCORES.tolist()
+    return [(f"{len(scores)} random scores (the bin edges {edges} included), "
+             "correct ~ Bernoulli(0.75 x score)", scores, correct),
+            (f"scores exactly on bin edges {edges}, correct {alternating.astype(int).tolist()}",
+             BIN_EDGE_SCORES.copy(), alternating)]
 
 
 def compare_pr(got, want: dict, fed: str) -> None:

@@ -26,6 +26,7 @@ import helpers.models
 from autograder import reference_datasets
 from autograder.common import (
     MATCH_REFS,
+    calibration_cases,
     check_gradcam,
     check_iou,
     compare_pr,
@@ -247,18 +248,15 @@ def check_fine_tuning(setup_fn) -> None:
 
 
 def check_ece(ece_fn) -> None:
-    """ECE against helpers.calibration on random detections, bin edges included."""
-    gen = np.random.default_rng(55)
-    edges = np.round(np.arange(11) / 10, 1)  # scores exactly on the bin edges
-    scores = np.concatenate([gen.uniform(0, 1, 250) ** 0.7, edges])
-    correct = gen.random(len(scores)) < scores * 0.7  # over-confident on purpose
-    fed = "261 random scores (the 11 bin edges included), correct ~ Bernoulli(0.7 x score)"
-    for n_bins in (10, 4):
-        want = helpers.calibration.expected_calibration_error(scores, correct, n_bins)
-        got = float(run_without(ece_fn, ECE_REFS, scores.copy(), correct.copy(),
-                                n_bins=n_bins))
-        if not math.isclose(got, want, abs_tol=1e-6):
-            fail(f"ECE with n_bins={n_bins}", fed, round(want, 6), round(got, 6))
+    """ECE against helpers.calibration, with 10 and 4 bins, on random detections and on scores
+    exactly on the bin edges (right-closed bins, as stated), and NaN for no detections."""
+    for fed, scores, correct in calibration_cases():
+        for n_bins in (10, 4):
+            want = helpers.calibration.expected_calibration_error(scores, correct, n_bins)
+            got = float(run_without(ece_fn, ECE_REFS, scores.copy(), correct.copy(),
+                                    n_bins=n_bins))
+            if not math.isclose(got, want, abs_tol=1e-6):
+                fail(f"ECE with n_bins={n_bins}", fed, round(want, 6), round(got, 6))
     empty = float(run_without(ece_fn, ECE_REFS, np.zeros(0), np.zeros(0, dtype=bool)))
     if not math.isnan(empty):
         fail("ECE of no detections", "empty arrays", "nan", empty)

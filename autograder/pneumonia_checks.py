@@ -29,6 +29,7 @@ import helpers.models
 from autograder import reference_datasets
 from autograder.common import (
     MATCH_REFS,
+    calibration_cases,
     check_gradcam,
     check_iou,
     compare_pr,
@@ -62,23 +63,39 @@ COLLATE_REFS = {"helpers.data.collate": helpers.data.datasets.collate}
 
 
 def check_dataset(dataset_cls) -> None:
-    """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data."""
+    """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data:
+    the positive patients (training's default) and every patient (``positives_only=False``,
+    as validation and test use it), negatives with ``boxes`` of shape (0, 4) included."""
     with tempfile.TemporaryDirectory(prefix="pneumonia-check-") as tmp:
         root = synth_pneumonia(Path(tmp) / "d", patients=10, seed=1234, size=80,
                                positive_fraction=0.6)
         raw = pd.read_csv(root / "labels.csv")
-        for name, transform in (("resize to 56 px", eval_transforms(56)),
-                                ("horizontal flip", flip_transform())):
-            ds = dataset_cls(raw, root / "images", transform=transform)
+        negatives = set(raw.groupby("patientId")["Target"].max().loc[lambda t: t == 0].index)
+        if not negatives:
+            raise RuntimeError("the check's fixture has no negative patient")
+        for name, transform, everyone in (
+                ("resize to 56 px", eval_transforms(56), False),
+                ("horizontal flip", flip_transform(), False),
+                ("every patient (positives_only=False), resize to 56 px", eval_transforms(56),
+                 True),
+                ("every patient (positives_only=False), horizontal flip", flip_transform(),
+                 True)):
+            options = {"positives_only": False} if everyone else {}
+            ds = dataset_cls(raw, root / "images", transform=transform, **options)
             ref = reference_datasets.PneumoniaDataset(
                 helpers.data.dicom.read_labels(root / "labels.csv"), root / "images",
-                patient_ids=list(ds.patient_ids), transform=transform)
-            if len(ds) != len(ref) or len(ds) == 0:
-                fail("number of samples", name, len(ref), len(ds))
+                patient_ids=list(ds.patient_ids), positives_only=not everyone,
+                transform=transform)
+            want = raw["patientId"].nunique() - (0 if everyone else len(negatives))
+            if len(ds) != want or len(ref) != want or len(ds) == 0:
+                fail("number of samples", f"{name}: 10 patients, {len(negatives)} negative",
+                     want, len(ds))
             for i in range(len(ds)):
                 image, target = run_without(ds.__getitem__, DATASET_REFS, i)
                 ref_image, ref_target = ref[i]
-                compare_sample(f"{name}, sample {i}", image, target, ref_image, ref_target)
+                kind = "without" if ds.patient_ids[i] in negatives else "with"
+                compare_sample(f"{name}, sample {i} (a patient {kind} boxes)", image, target,
+                               ref_image, ref_target)
 
 
 # ------------------------------------------------------------------ collate
@@ -182,26 +199,28 @@ def check_precision_recall(pr_fn) -> None:
 
 
 def check_calibration(bins_fn, ece_fn) -> None:
-    """Student reliability bins and ECE against helpers.calibration on random detections."""
-    gen = np.random.default_rng(77)
-    scores = np.concatenate([gen.uniform(0, 1, 300) ** 0.5, [0.0, 1.0]])
-    correct = gen.random(len(scores)) < scores * 0.8  # over-confident on purpose
-    want = helpers.calibration.reliability_bins(scores, correct)
-    got = run_without(bins_fn, CALIBRATION_REFS, scores.copy(), correct.copy())
-    fed = "302 random scores (0.0 and 1.0 included), correct ~ Bernoulli(0.8 x score)"
-    got = pd.DataFrame(got)
-    for col in ("count", "confidence", "accuracy"):
-        if col not in got.columns or len(got) != 10:
-            fail("table", fed, "10 rows with count, confidence, accuracy",
-                  f"{len(got)} rows, columns {list(got.columns)}")
-        if not np.allclose(got[col].to_numpy(float), want[col].to_numpy(float), atol=1e-6,
-                           equal_nan=True):
-            fail(f"column {col}", fed, want[col].round(4).tolist(),
-                  got[col].astype(float).round(4).tolist())
-    ece = float(run_without(ece_fn, CALIBRATION_REFS, scores.copy(), correct.copy()))
-    ref = helpers.calibration.expected_calibration_error(scores, correct)
-    if not math.isclose(ece, ref, abs_tol=1e-6):
-        fail("ECE", fed, round(ref, 6), round(ece, 6))
+    """Student reliability bins and ECE against helpers.calibration, with 10 and 4 bins, on
+    random detections and on scores exactly on the bin edges (right-closed bins, as stated)."""
+    for fed, scores, correct in calibration_cases():
+        for n_bins in (10, 4):
+            want = helpers.calibration.reliability_bins(scores, correct, n_bins)
+            got = run_without(bins_fn, CALIBRATION_REFS, scores.copy(), correct.copy(),
+                              n_bins=n_bins)
+            where = f"{fed}; n_bins={n_bins}"
+            got = pd.DataFrame(got)
+            for col in ("count", "confidence", "accuracy"):
+                if col not in got.columns or len(got) != n_bins:
+                    fail("table", where, f"{n_bins} rows with count, confidence, accuracy",
+                          f"{len(got)} rows, columns {list(got.columns)}")
+                if not np.allclose(got[col].to_numpy(float), want[col].to_numpy(float),
+                                   atol=1e-6, equal_nan=True):
+                    fail(f"column {col}", where, want[col].round(4).tolist(),
+                          got[col].astype(float).round(4).tolist())
+            ece = float(run_without(ece_fn, CALIBRATION_REFS, scores.copy(), correct.copy(),
+                                    n_bins=n_bins))
+            ref = helpers.calibration.expected_calibration_error(scores, correct, n_bins)
+            if not math.isclose(ece, ref, abs_tol=1e-6):
+                fail(f"ECE with n_bins={n_bins}", where, round(ref, 6), round(ece, 6))
 
 
 def check_detection_scores(scores_fn) -> None:

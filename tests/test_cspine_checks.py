@@ -19,6 +19,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 import helpers.calibration
 import helpers.metrics
 from autograder import cspine_checks as checks
+from autograder.common import calibration_cases
 from autograder.reference_datasets import to_sample
 from course.config import load
 from helpers.data.hdf5 import open_cspine
@@ -220,6 +221,23 @@ def test_ece(sol):
 
     with pytest.raises(AssertionError, match="ECE"):
         checks.check_ece(left_closed)
+
+    def right_closed(scores, correct, n_bins=10):  # the stated convention, another form
+        s, c = np.asarray(scores, float), np.asarray(correct, float)
+        if not len(s):
+            return float("nan")
+        edges = np.linspace(0, 1, n_bins + 1)
+        which = np.clip(np.digitize(s, edges, right=True) - 1, 0, n_bins - 1)
+        return float(sum((which == k).sum() * abs(c[which == k].mean() - s[which == k].mean())
+                         for k in range(n_bins) if (which == k).any()) / len(s))
+
+    checks.check_ece(right_closed)
+    # the same edge inputs as the pneumonia check; alone, they tell the conventions apart
+    _, edges, correct = calibration_cases()[1]
+    for n_bins in (10, 4):
+        assert not np.isclose(left_closed(edges, correct, n_bins),
+                              helpers.calibration.expected_calibration_error(edges, correct,
+                                                                             n_bins))
 
 
 def test_gradcam(sol):

@@ -19,6 +19,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 import helpers.calibration
 import helpers.metrics
 from autograder import pneumonia_checks as checks
+from autograder.common import calibration_cases
 from autograder.reference_datasets import to_sample
 from course.config import load
 from helpers.data import collate, read_dicom_image
@@ -61,6 +62,23 @@ def test_dataset(sol):
 
     with pytest.raises(AssertionError, match="boxes"):
         checks.check_dataset(KeepsXYWH)
+
+    class FlatWhenEmpty(sol["PneumoniaBoxes"]):  # a negative's boxes of shape (0,), not (0, 4)
+        def __getitem__(self, idx):
+            image, target = super().__getitem__(idx)
+            if not len(target["boxes"]):
+                target["boxes"] = target["boxes"].reshape(-1)
+            return image, target
+
+    with pytest.raises(AssertionError, match=r"target\['boxes'\](.|\n)*without boxes"):
+        checks.check_dataset(FlatWhenEmpty)
+
+    class DropsNegatives(sol["PneumoniaBoxes"]):  # ignores positives_only=False
+        def __init__(self, *args, positives_only=True, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(AssertionError, match="number of samples(.|\n)*every patient"):
+        checks.check_dataset(DropsNegatives)
 
 
 def test_collate(sol):
@@ -172,6 +190,46 @@ def test_calibration(sol):
 
     with pytest.raises(AssertionError, match="ECE"):
         checks.check_calibration(sol["reliability_table"], unweighted)
+
+
+def binned_table(scores, correct, n_bins, right):
+    """A reliability table with np.digitize bins, right-closed (the stated convention) or
+    left-closed (0.1 in the second of 10 bins); the first and last bins keep 0 and 1."""
+    s, c = np.asarray(scores, float).ravel(), np.asarray(correct, float).ravel()
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(s, edges, right=right) - 1, 0, n_bins - 1)
+    rows = [{"count": int((which == k).sum()),
+             "confidence": s[which == k].mean() if (which == k).any() else np.nan,
+             "accuracy": c[which == k].mean() if (which == k).any() else np.nan}
+            for k in range(n_bins)]
+    return pd.DataFrame(rows)
+
+
+def binned_ece(scores, correct, n_bins, right):
+    table = binned_table(scores, correct, n_bins, right)
+    full = table[table["count"] > 0]
+    gaps = (full["accuracy"] - full["confidence"]).abs()
+    return float((full["count"] * gaps).sum() / full["count"].sum())
+
+
+def test_calibration_bin_convention(sol):
+    """Right-closed bins, as the notebook states (and calibration_curve does), in any form;
+    a left-closed answer fails on the scores that sit exactly on the bin edges."""
+    right_table = lambda s, c, n_bins=10: binned_table(s, c, n_bins, right=True)  # noqa: E731
+    right_ece = lambda s, c, n_bins=10: binned_ece(s, c, n_bins, right=True)  # noqa: E731
+    checks.check_calibration(right_table, right_ece)
+    left_table = lambda s, c, n_bins=10: binned_table(s, c, n_bins, right=False)  # noqa: E731
+    left_ece = lambda s, c, n_bins=10: binned_ece(s, c, n_bins, right=False)  # noqa: E731
+    with pytest.raises(AssertionError, match="column count"):
+        checks.check_calibration(left_table, sol["ece"])
+    with pytest.raises(AssertionError, match="ECE"):
+        checks.check_calibration(sol["reliability_table"], left_ece)
+    # the edge scores alone tell the two conventions apart, with 10 and with 4 bins
+    _, edges, correct = calibration_cases()[1]
+    for n_bins in (10, 4):
+        assert not np.isclose(binned_ece(edges, correct, n_bins, right=False),
+                              helpers.calibration.expected_calibration_error(edges, correct,
+                                                                             n_bins))
 
 
 def test_detection_scores(sol):
