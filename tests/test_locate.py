@@ -39,6 +39,15 @@ def test_grading_ignores_the_environment_variable(monkeypatch, tmp_path):
     assert locate("cspine").synthetic
 
 
+def test_grading_ignores_a_path_argument_too(monkeypatch, capsys):
+    """A student's Drive path, passed in Colab, is not there when the notebook is graded."""
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    drive = "/content/drive/MyDrive/cspine.h5"
+    src = locate("cspine", drive)
+    assert src.synthetic and str(src.path) != drive
+    assert f"the path '{drive}' is ignored" in capsys.readouterr().out
+
+
 def test_wrong_layout_is_an_error_not_a_fallback(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     monkeypatch.setenv("RSNA_PNEUMONIA_DIR", str(tmp_path))
