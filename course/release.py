@@ -127,12 +127,21 @@ def generate(cfg: CourseConfig, assignments: list[Assignment], dest_root: Path) 
             if not result["success"]:
                 raise ReleaseError(f"{src}: nbgrader generate_assignment failed:\n"
                                    f"{result.get('error') or ''}\n{result.get('log', '')}")
+            _open_on_a_gpu(scratch / "release" / a.id / a.notebook)
             out = dest_root / "release" / a.id
             if out.exists():
                 shutil.rmtree(out)
             shutil.copytree(scratch / "release" / a.id, out)
         written.append(out / a.notebook)
     return written
+
+
+def _open_on_a_gpu(path: Path) -> None:
+    """Notebook metadata that makes Colab open the notebook on a GPU runtime (T4)."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["accelerator"] = "GPU"
+    nb.metadata["colab"] = {"gpuType": "T4", "provenance": []}
+    nbformat.write(nb, path)
 
 
 def stale(cfg: CourseConfig, assignments: list[Assignment]) -> list[str]:

@@ -100,6 +100,7 @@ def test_lab_config_file_is_derived_from_course_toml(tmp_path):
 
 def test_setup_cell_is_generated_from_course_toml(released):
     nb = nbformat.read(released / "release" / "toy" / "toy.ipynb", as_version=4)
+    assert nb.metadata["accelerator"] == "GPU" and nb.metadata["colab"]["gpuType"] == "T4"
     (setup,) = [c for c in nb.cells if "course-setup" in c.metadata.get("tags", [])]
     assert ('%pip install -q "medical-detection-helpers @ '
             'git+https://github.com/someone/toy-bundle@v9.9"') in setup.source
