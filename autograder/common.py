@@ -68,12 +68,18 @@ def compare_sample(where, image, target, ref_image, ref_target) -> None:
               f"{getattr(image, 'dtype', '')}")
     if tuple(image.shape) != tuple(ref_image.shape) or not torch.allclose(image, ref_image,
                                                                           atol=1e-4):
-        fail("image (shape [3,H,W], values in [0,1])", where, tuple(ref_image.shape),
-              tuple(image.shape))
+        def describe(im):
+            return (f"shape {tuple(im.shape)}, values in [{float(im.min()):.4f}, "
+                    f"{float(im.max()):.4f}]" if im.numel() else f"shape {tuple(im.shape)}")
+
+        fail("image (shape [3,H,W], values in [0,1])", where, describe(ref_image),
+             describe(image))
     for key in ("boxes", "labels", "image_id", "area", "iscrowd"):
         got, want = target.get(key) if isinstance(target, dict) else None, ref_target[key]
         if not isinstance(got, torch.Tensor) or got.dtype != want.dtype:
             fail(f"target['{key}'] dtype", where, want.dtype, getattr(got, "dtype", got))
+        if key == "image_id" and got.numel() == 1 == want.numel():
+            got, want = got.reshape(()), want.reshape(())  # tensor(i) and tensor([i]) both do
         if tuple(got.shape) != tuple(want.shape) or not torch.allclose(
                 got.double(), want.double(), atol=1e-3):
             fail(f"target['{key}']", where, want.tolist(), got.tolist())

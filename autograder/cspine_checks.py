@@ -59,22 +59,47 @@ ECE_REFS = {
 
 
 def _fixture(folder: Path) -> tuple[Path, list[int]]:
-    """A fresh synthetic file with the quirks planted: swapped corners, a sliver box, a
-    constant slice. Returns its path and the slices to compare."""
+    """A fresh synthetic file in the real encoding ([x, y, width, height] rows, -1 fill)
+    with known rows planted: an extra box, a sub-pixel box, a slice that stops short of 1
+    (as after the packer's resize) and a constant slice (0, as the packer writes it).
+    Returns its path and the slices to compare."""
     path = synth_cspine(folder / "check.h5", slices=40, seed=4321, size=64)
     with h5py.File(path, "r+") as f:
-        boxes = f["bboxes"][()]
-        fractured = np.flatnonzero(np.abs(boxes).sum(axis=(1, 2)) > 0)
-        empty = np.flatnonzero(np.abs(boxes).sum(axis=(1, 2)) == 0)
+        boxes, labels = f["bboxes"][()], f["labels"][()]
+        fractured, empty = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
         a, b = int(fractured[0]), int(fractured[-1])
-        n_a = int(np.any(boxes[a] != 0, axis=1).sum())
-        boxes[a, n_a] = [50.0, 44.0, 30.0, 20.0]  # both corner pairs swapped
-        boxes[a, n_a + 1] = [5.0, 5.0, 5.6, 20.0]  # 0.6 px wide: dropped
-        boxes[b, 0, [0, 2]] = boxes[b, 0, [2, 0]]  # x corners swapped
+        n_a = int((boxes[a] != -1).any(axis=1).sum())
+        boxes[a, n_a] = [30.0, 20.0, 14.0, 10.0]  # read as corners, x1 > x2 and y1 > y2
+        boxes[a, n_a + 1] = [5.0, 5.0, 0.6, 20.0]  # 0.6 px wide: dropped
+        boxes[b, 0] = [40.0, 30.0, 12.0, 9.0]
         f["bboxes"][...] = boxes
+        short = int(empty[-1])
+        f["images"][short] = 0.05 + 0.85 * f["images"][short]
         constant = int(empty[0])
-        f["images"][constant] = 0.37  # a constant slice: all zeros after scaling
-    return path, [a, b, constant, int(empty[-1])]
+        f["images"][constant] = 0.0
+    return path, [a, b, constant, short]
+
+
+def _watched(transform, fed: str):
+    """The transform, after a look at the boxes the student's Dataset hands it: corners
+    inside the image, each at least a little wide and high (a -1 padding row decoded as a
+    box, or a row read as corners, fails here with a clear message instead of deep inside
+    albumentations)."""
+
+    def call(*args, **kwargs):
+        boxes = np.asarray(kwargs.get("bboxes", []), dtype=np.float64).reshape(-1, 4)
+        image = np.asarray(kwargs.get("image", np.zeros((0, 0))))
+        h, w = image.shape[:2] if image.ndim >= 2 else (math.inf, math.inf)
+        bad = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+               | (boxes[:, :2] < -1e-3).any(axis=1) | (boxes[:, 2] > w + 1e-3)
+               | (boxes[:, 3] > h + 1e-3))
+        if bad.any():
+            fail("boxes given to the transform", fed,
+                 "corners [x1, y1, x2, y2] inside the image with x2 > x1 and y2 > y1 (rows "
+                 "of -1 dropped, [x, y, width, height] decoded)", boxes[bad].tolist())
+        return transform(*args, **kwargs)
+
+    return call
 
 
 def check_dataset(dataset_cls) -> None:
@@ -83,7 +108,7 @@ def check_dataset(dataset_cls) -> None:
         path, picks = _fixture(Path(tmp))
         for name, transform in (("resize to 48 px", eval_transforms(48)),
                                 ("horizontal flip", flip_transform())):
-            ds = dataset_cls(path, picks, transform)
+            ds = dataset_cls(path, picks, _watched(transform, f"{name}, slices {picks}"))
             ref = reference_datasets.CSpineH5Dataset(path, indices=picks,
                                                          transform=transform)
             if len(ds) != len(ref):

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from helpers.data.dicom import read_dicom_image
-from helpers.data.hdf5 import open_cspine, split_code
+from helpers.data.hdf5 import fill_rows, open_cspine, split_code
 
 __all__ = ["CSpineH5Dataset", "PneumoniaDataset", "make_target", "sanitize_boxes", "to_sample"]
 
@@ -127,6 +127,9 @@ class PneumoniaDataset(Dataset):
 class CSpineH5Dataset(Dataset):
     """Slices of the C-spine HDF5 file as detection samples.
 
+    The file stores boxes as ``[x, y, width, height]`` with rows of -1 as padding (the
+    public packing notebook's encoding); they are decoded to ``[x1, y1, x2, y2]`` here.
+
     The file is opened lazily, once per process: a handle opened before a DataLoader
     forks its workers must not be shared with them, and opening the file (and looking up
     its datasets) per item costs more than reading one slice. The small ``bboxes`` array
@@ -143,9 +146,10 @@ class CSpineH5Dataset(Dataset):
         self.path = Path(path)
         if split is not None and indices is not None:
             raise ValueError("pass split or indices, not both")
-        with open_cspine(self.path) as f:  # checks the schema up front
+        with open_cspine(self.path) as f:  # checks the schema, and labels against bboxes
             n = f["images"].shape[0]
-            self.bboxes = f["bboxes"][()]  # small: (N,10,4) floats
+            self.bboxes = f["bboxes"][()]  # small: (N,10,4) floats, [x, y, w, h], -1 fill
+            self.labels = f["labels"][()]  # 1 exactly when the slice has a box
             if split is not None:
                 indices = np.flatnonzero(f["split"][()] == split_code(split))
         self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -181,10 +185,13 @@ class CSpineH5Dataset(Dataset):
         """Build sample ``idx`` from any mapping with ``images`` and ``bboxes`` arrays
         (the open file's datasets, NumPy arrays in memory, ...)."""
         i = int(self.indices[idx])
-        image = np.asarray(store["images"][i], dtype=np.float32)
-        lo, hi = float(image.min()), float(image.max())
-        # Slices are not stretched in the file; each one is scaled to [0,1] on its own.
-        image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+        # Used as stored: the packer already min-max scaled each slice to [0, 1] (then
+        # resized it), so stretching it again would change a slice that does not reach
+        # exactly 0 or 1 after the resize, and a constant slice stays what it is (0 in the
+        # real file). Clipping only guards against a value a hair outside [0, 1].
+        image = np.clip(np.asarray(store["images"][i], dtype=np.float32), 0.0, 1.0)
         rows = np.asarray(store["bboxes"][i], dtype=np.float32)
-        boxes = rows[np.any(rows != 0, axis=1)]  # zero rows are padding
+        rows = rows[~fill_rows(rows)]  # rows of -1 are padding (none left when labels[i] is 0)
+        # [x, y, width, height] -> [x1, y1, x2, y2]; to_sample drops boxes under 1 px.
+        boxes = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
         return to_sample(image, boxes, i, self.transform)

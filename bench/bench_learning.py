@@ -69,7 +69,7 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None) -> 
     sampler = None
     if positive_share and isinstance(train, CSpineH5Dataset):
         # Most slices show no fracture: draw positives for `positive_share` of each epoch.
-        positive = np.abs(train.bboxes[train.indices]).sum(axis=(1, 2)) > 0
+        positive = train.labels[train.indices] == 1
         weights = np.where(positive, positive_share / positive.sum(),
                            (1 - positive_share) / (~positive).sum())
         # As the notebook: an epoch draws at most cfg.max_train_images slices.

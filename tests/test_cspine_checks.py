@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import h5py
+import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision.ops
@@ -19,11 +21,14 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 import helpers.calibration
 import helpers.metrics
 from autograder import cspine_checks as checks
-from autograder.common import calibration_cases
-from autograder.reference_datasets import to_sample
+from autograder.common import calibration_cases, compare_sample
+from autograder.reference_datasets import CSpineH5Dataset, to_sample
 from course.config import load
-from helpers.data.hdf5 import open_cspine
+from helpers.data.cspine_pack import pack_cspine
+from helpers.data.hdf5 import open_cspine, read_column
 from helpers.models import replace_head
+from helpers.transforms import eval_transforms
+from tests.competition_layout import competition_folder
 from tests.solutions import solution_namespace
 
 NOTEBOOK = load().source_notebook(load().assignment("cspine"))
@@ -46,53 +51,113 @@ def test_dataset(sol):
     class Cheat(base):
         def __getitem__(self, idx):
             i = int(self.indices[idx])
-            image = np.asarray(self._images()[i], np.float32)
-            image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
-            return to_sample(image, self.bboxes[i][np.any(self.bboxes[i] != 0, axis=1)], i,
+            rows = self.bboxes[i][(self.bboxes[i] != -1).any(axis=1)]
+            return to_sample(np.asarray(self._images()[i], np.float32),
+                             np.hstack([rows[:, :2], rows[:, :2] + rows[:, 2:]]), i,
                              self.transform)
 
     with pytest.raises(AssertionError, match="to_sample"):
         checks.check_dataset(Cheat)
 
-    class KeepsSwapped(base):  # drops padding but leaves swapped corners to albumentations
+    class CornerRepair(base):  # the capstone notebook's reading: corners, "fixed" by min/max
         def __getitem__(self, idx):
-            return _sketch(self, idx, fix_swaps=False)
+            return _sketch(self, idx, decode="corners")
 
     with pytest.raises(AssertionError, match="boxes"):
-        checks.check_dataset(KeepsSwapped)
+        checks.check_dataset(CornerRepair)
 
-    class NaNOnConstant(base):  # divides by max - min even when it is 0
+    class ZeroPaddingRule(base):  # has_box from non-zero rows: the -1 rows stay as boxes
         def __getitem__(self, idx):
-            return _sketch(self, idx, guard_constant=False)
+            return _sketch(self, idx, padding=0.0, min_side=-np.inf)
 
-    with np.errstate(invalid="ignore"), pytest.raises(AssertionError, match="image"):
-        checks.check_dataset(NaNOnConstant)
+    with pytest.raises(AssertionError, match="boxes given to the transform"):
+        checks.check_dataset(ZeroPaddingRule)
 
-    class Sketch(base):  # the sketch itself, with both fixes, is a right answer
+    class KeepsFillRows(base):  # decodes every row, -1 rows included, then "repairs" them
+        def __getitem__(self, idx):
+            return _sketch(self, idx, keep_fill=True, decode="xywh+repair")
+
+    with pytest.raises(AssertionError, match="boxes given to the transform"):
+        checks.check_dataset(KeepsFillRows)
+
+    class KeepsSubPixel(base):  # decodes right but keeps the 0.6 px box
+        def __getitem__(self, idx):
+            return _sketch(self, idx, min_side=0.0)
+
+    with pytest.raises(AssertionError, match="boxes"):
+        checks.check_dataset(KeepsSubPixel)
+
+    class Restretches(base):  # min-max scales the already scaled slice again
+        def __getitem__(self, idx):
+            return _sketch(self, idx, restretch=True)
+
+    with pytest.raises(AssertionError, match="image"):
+        checks.check_dataset(Restretches)
+
+    class Sketch(base):  # the sketch itself, with every switch right, is a right answer
         def __getitem__(self, idx):
             return _sketch(self, idx)
 
     checks.check_dataset(Sketch)
 
+    class ImageIdVector(base):  # a 1-element image_id is as good as a 0-d one
+        def __getitem__(self, idx):
+            return _sketch(self, idx, id_shape=(1,))
 
-def _sketch(ds, idx, fix_swaps=True, guard_constant=True):
-    """A compact __getitem__ with switches for two mistakes."""
+    checks.check_dataset(ImageIdVector)
+
+
+def _sketch(ds, idx, decode="xywh", padding=-1.0, keep_fill=False, min_side=1.0,
+            restretch=False, id_shape=()):
+    """A compact __getitem__ with switches for the mistakes the check must catch."""
     i = int(ds.indices[idx])
     image = np.asarray(ds._images()[i], np.float32)
-    lo, hi = float(image.min()), float(image.max())
-    image = (image - lo) / (hi - lo) if hi > lo or not guard_constant else 0 * image
-    rows = ds.bboxes[i][np.any(ds.bboxes[i] != 0, axis=1)]
-    if fix_swaps:
+    if restretch:
+        lo, hi = float(image.min()), float(image.max())
+        image = (image - lo) / (hi - lo) if hi > lo else 0 * image
+    rows = ds.bboxes[i]
+    if not keep_fill:
+        rows = rows[np.any(rows != padding, axis=1)]
+    if decode.startswith("xywh"):
+        rows = np.hstack([rows[:, :2], rows[:, :2] + rows[:, 2:]])
+    if decode != "xywh":
         rows = np.hstack([np.minimum(rows[:, :2], rows[:, 2:]),
                           np.maximum(rows[:, :2], rows[:, 2:])])
-        rows = rows[((rows[:, 2:] - rows[:, :2]) >= 1).all(axis=1)]
+    rows = rows[((rows[:, 2:] - rows[:, :2]) >= min_side).all(axis=1)]
     out = ds.transform(image=np.repeat(image[:, :, None], 3, 2), bboxes=rows,
                        labels=np.ones(len(rows)))
     b = torch.as_tensor(np.asarray(out["bboxes"], np.float32)).reshape(-1, 4)
     return out["image"].float(), {"boxes": b, "labels": torch.ones(len(b), dtype=torch.int64),
-                                  "image_id": torch.tensor(i),
+                                  "image_id": torch.tensor(i).reshape(id_shape),
                                   "area": (b[:, 2:] - b[:, :2]).prod(1),
                                   "iscrowd": torch.zeros(len(b), dtype=torch.int64)}
+
+
+def test_solution_and_visible_check_read_a_packed_file(sol, tmp_path):
+    """A file packed from a competition layout the way the public notebook packs it: the
+    notebook's Dataset solution reads the competition's boxes back, agrees with the
+    reference, and the graded visible check runs on it."""
+    out = pack_cspine(competition_folder(tmp_path / "rsna2022"), tmp_path / "subset.h5",
+                      progress=False)
+    truth = pd.read_csv(tmp_path / "rsna2022" / "train_bounding_boxes.csv")
+    uids, numbers = read_column(out, "StudyInstanceUID"), read_column(out, "SliceNumber")
+    n = len(uids)
+    ds = sol["CSpineSlices"](out, np.arange(n), eval_transforms(256))
+    ref = CSpineH5Dataset(out, transform=eval_transforms(256))
+    for i in range(n):
+        image, target = ds[i]
+        compare_sample(f"packed row {i}", image, target, *ref[i])
+        rows = truth[(truth["StudyInstanceUID"] == uids[i])
+                     & (truth["slice_number"] == int(numbers[i]))]
+        xywh = rows[["x", "y", "width", "height"]].to_numpy(np.float32) * 0.5
+        want = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]).reshape(-1, 4)
+        np.testing.assert_allclose(target["boxes"].numpy(), want, rtol=1e-6)
+    cell = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dataset")
+    visible = cell.split("### BEGIN HIDDEN TESTS")[0]
+    labels = read_column(out, "labels")
+    exec(visible, {**sol, "h5_path": out, "has_box": labels == 1, "slice_px": 256,  # noqa: S102
+                   "eval_transforms": eval_transforms})
 
 
 def test_head(sol):

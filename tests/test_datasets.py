@@ -1,5 +1,7 @@
 import pickle
+import shutil
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +10,10 @@ from torch.utils.data import DataLoader
 
 from autograder.reference_datasets import CSpineH5Dataset, PneumoniaDataset, sanitize_boxes
 from helpers.data import collate, pneumonia_layout, read_labels
-from helpers.data.hdf5 import read_column
+from helpers.data.cspine_pack import pack_cspine
+from helpers.data.hdf5 import check_labels, read_column
 from helpers.transforms import eval_transforms
+from tests.competition_layout import competition_folder
 
 
 def check_sample(image, target, size):
@@ -95,14 +99,62 @@ def test_cspine_dataset_samples(cspine_h5):
     ds = CSpineH5Dataset(cspine_h5)
     assert len(ds) == len(labels)
     raw_boxes = read_column(cspine_h5, "bboxes")
-    swapped = int(np.sum(raw_boxes[..., 0] > raw_boxes[..., 2]))
-    assert swapped > 0  # the file has swapped corners for the dataset to repair
+    assert (raw_boxes == -1).all(axis=2).any()  # -1 rows for the dataset to drop
+    with h5py.File(cspine_h5) as f:
+        stored = f["images"][()]
     for i in range(len(ds)):
         image, target = ds[i]
         check_sample(image, target, 256)
-        assert image.min() == 0.0 and image.max() == 1.0  # stretched per slice
+        torch.testing.assert_close(image[0], torch.from_numpy(stored[i]))  # as stored
         assert (len(target["boxes"]) > 0) == bool(labels[i]), i
         assert int(target["image_id"]) == i
+        rows = raw_boxes[i][(raw_boxes[i] != -1).any(axis=1)]  # [x, y, width, height]
+        want = np.column_stack([rows[:, 0], rows[:, 1], rows[:, 0] + rows[:, 2],
+                                rows[:, 1] + rows[:, 3]])
+        np.testing.assert_allclose(target["boxes"].numpy(), want.reshape(-1, 4))
+
+
+def test_cspine_decodes_planted_rows(tmp_path, cspine_h5):
+    """Known rows: xywh decoded, -1 padding and a sub-pixel box dropped, image kept as is."""
+    path = tmp_path / "planted.h5"
+    shutil.copy(cspine_h5, path)
+    with h5py.File(path, "r+") as f:
+        i = int(np.flatnonzero(f["labels"][()])[0])
+        rows = np.full((10, 4), -1.0, np.float32)
+        rows[:3] = [[60.0, 80.0, 20.0, 30.0], [10.0, 10.0, 0.5, 30.0], [120, 110, 20, 15]]
+        f["bboxes"][i] = rows
+        empty = int(np.flatnonzero(f["labels"][()] == 0)[0])
+        f["images"][empty] = 0.0  # a constant slice, as the packer writes it
+        f["images"][i] = 0.9 * f["images"][i]  # a slice short of 1 after the resize
+    ds = CSpineH5Dataset(path, indices=[i, empty])
+    image, target = ds[0]
+    assert target["boxes"].tolist() == [[60, 80, 80, 110], [120, 110, 140, 125]]
+    assert target["area"].tolist() == [600, 300] and target["labels"].tolist() == [1, 1]
+    assert abs(float(image.max()) - 0.9) < 1e-6  # not stretched again
+    image, target = ds[1]
+    assert float(image.abs().max()) == 0.0 and target["boxes"].shape == (0, 4)
+
+
+def test_cspine_reads_a_packed_competition_layout(tmp_path):
+    """A file packed the way the public notebook packs it, end to end through the reader,
+    its labels check and the reference Dataset."""
+    out = pack_cspine(competition_folder(tmp_path / "rsna2022"), tmp_path / "subset.h5",
+                      progress=False)
+    check_labels(out)
+    truth = pd.read_csv(tmp_path / "rsna2022" / "train_bounding_boxes.csv")
+    ds = CSpineH5Dataset(out)
+    uids, numbers = read_column(out, "StudyInstanceUID"), read_column(out, "SliceNumber")
+    seen = 0
+    for i in range(len(ds)):
+        image, target = ds[i]
+        check_sample(image, target, 256)
+        rows = truth[(truth["StudyInstanceUID"] == uids[i])
+                     & (truth["slice_number"] == int(numbers[i]))]
+        xywh = rows[["x", "y", "width", "height"]].to_numpy(np.float32) * 0.5  # 512 -> 256
+        want = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]).reshape(-1, 4)
+        np.testing.assert_allclose(target["boxes"].numpy(), want, rtol=1e-6)
+        seen += len(want)
+    assert seen == 7  # every competition box, none of the -1 rows
 
 
 def test_cspine_split_and_indices(cspine_h5):

@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 
 from helpers.data import H5SchemaError, open_cspine, split_indices
+from helpers.data.hdf5 import check_labels
 
 
 def write_h5(path, n=4, **changes):
     """A valid C-spine file of n slices; changes replace (or, given None, drop) keys."""
     arrays = {
         "images": np.zeros((n, 16, 16), np.float32),
-        "bboxes": np.zeros((n, 10, 4), np.float32),
+        "bboxes": np.full((n, 10, 4), -1.0, np.float32),  # no boxes: every row is fill
         "labels": np.zeros(n, np.int8),
         "split": np.zeros(n, np.int8),
         "StudyInstanceUID": np.array(["1.2.3"] * n, dtype=object),
@@ -49,6 +50,35 @@ def test_wrong_schema_names_the_key(tmp_path, changes, message):
     path = write_h5(tmp_path / "bad.h5", **changes)
     with pytest.raises(H5SchemaError, match=message):
         open_cspine(path)
+
+
+def test_optional_study_fractured_column(tmp_path):
+    path = write_h5(tmp_path / "sf.h5", study_fractured=np.array([0, 1, 1, 0], np.int8))
+    with open_cspine(path) as f:
+        assert f["study_fractured"][()].tolist() == [0, 1, 1, 0]
+    bad = write_h5(tmp_path / "bad.h5", study_fractured=np.zeros(4, np.float32))
+    with pytest.raises(H5SchemaError, match="key 'study_fractured' has dtype float32"):
+        open_cspine(bad)
+
+
+def test_labels_must_match_the_boxes(tmp_path):
+    boxes = np.full((4, 10, 4), -1.0, np.float32)
+    boxes[1, 0] = [120, 110, 20, 15]  # [x, y, width, height]
+    ok = write_h5(tmp_path / "ok.h5", bboxes=boxes, labels=np.array([0, 1, 0, 0], np.int8))
+    open_cspine(ok).close()
+    check_labels(ok)
+    wrong = write_h5(tmp_path / "wrong.h5", bboxes=boxes,
+                     labels=np.array([0, 0, 0, 1], np.int8))
+    with pytest.raises(H5SchemaError, match=r"wrong.h5: slice 1 has labels=0 but a box row"):
+        open_cspine(wrong)
+    with pytest.raises(H5SchemaError, match=r"slice 1 has labels=0 .*2 slice\(s\) disagree"):
+        check_labels(wrong)
+    zeros = write_h5(tmp_path / "zeros.h5", bboxes=np.where(boxes == -1, 0, boxes),
+                     labels=np.array([0, 1, 0, 0], np.int8))  # zero padding: not this file
+    with pytest.raises(H5SchemaError, match="slice 0 has labels=0 .*a row of zeros is a box"):
+        open_cspine(zeros)
+    with open_cspine(zeros, labels=False) as f:  # the schema alone does not look at values
+        assert f["labels"].shape == (4,)
 
 
 def test_not_hdf5_and_missing_file(tmp_path):

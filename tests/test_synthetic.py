@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from helpers.data.__main__ import main
+from helpers.data.hdf5 import open_cspine
 from helpers.data.synthetic import synth_cspine, synth_pneumonia
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -152,60 +153,79 @@ def test_opacities_are_brighter_than_the_same_place_in_negatives(pneumonia, labe
 
 def test_cspine_keys_shapes_dtypes(cspine):
     n = len(cspine["labels"])
-    assert cspine["keys"] == H5_KEYS and n == 120
+    assert cspine["keys"] == H5_KEYS and n == 120  # 30 positives, 90 negatives
     assert cspine["images"].shape == (n, 256, 256) and cspine["images"].dtype == np.float32
-    assert cspine["chunks"] == (1, 256, 256)
+    assert cspine["chunks"] == (32, 256, 256)  # as the public notebook's file
     assert cspine["bboxes"].shape == (n, 10, 4) and cspine["bboxes"].dtype == np.float32
     for key in ("labels", "split"):
         assert cspine[key].shape == (n,) and cspine[key].dtype == np.int8
     assert all(uid.startswith("1.2.826.0.1.3680043.") for uid in cspine["StudyInstanceUID"])
 
 
-def test_cspine_value_ranges_vary_per_slice(cspine):
+def test_cspine_layout_is_the_packers(tmp_path):
+    """Same chunks, fill value and string type as cspine_pack.create_cspine_file."""
+    path = synth_cspine(tmp_path / "s.h5", slices=60, seed=3, size=64, study_fractured=True)
+    with open_cspine(path) as f:  # the reader's schema and labels checks accept it
+        assert f["bboxes"].chunks == (32, 10, 4) and f["bboxes"].fillvalue == -1.0
+        assert f["labels"].chunks == f["split"].chunks == (60,)  # min(512, N)
+        assert h5py.check_string_dtype(f["SliceNumber"].dtype).length is None  # vlen
+        fractured, labels, studies = (f["study_fractured"][()], f["labels"][()],
+                                      f["StudyInstanceUID"][()])
+    assert fractured.dtype == np.int8 and set(fractured[labels == 1]) == {1}
+    assert all(len(set(fractured[studies == u])) == 1 for u in set(studies))
+    assert (fractured[labels == 0] == 1).any()  # clean slices of fractured studies
+
+
+def test_cspine_images_are_min_max_scaled_per_slice(cspine):
     images = cspine["images"]
     lows, highs = images.min(axis=(1, 2)), images.max(axis=(1, 2))
-    assert lows.min() >= 0 and highs.max() <= 1
-    assert lows.std() > 0.02 and highs.std() > 0.05
+    assert (lows == 0).all() and (highs == 1).all()  # as the packer writes them
 
 
-def test_cspine_studies_splits_and_slice_numbers(cspine):
+def test_cspine_studies_splits_and_negatives(cspine):
     frame = pd.DataFrame({"study": cspine["StudyInstanceUID"], "split": cspine["split"],
-                          "slice": cspine["SliceNumber"].astype(int)})
+                          "slice": cspine["SliceNumber"].astype(int),
+                          "label": cspine["labels"]})
     assert (frame.groupby("study")["split"].nunique() == 1).all()
     assert set(frame["split"]) == {0, 1, 2}
-    starts = frame.index[frame["study"] != frame["study"].shift()]
-    assert len(starts) == frame["study"].nunique()  # each study is one contiguous run
-    for _, group in frame.groupby("study"):
-        assert group["slice"].tolist() == list(range(1, len(group) + 1))
+    assert not frame.duplicated(["study", "slice"]).any()
+    for code in (0, 1, 2):  # 3 negatives per positive within each split
+        labels = frame.loc[frame["split"] == code, "label"]
+        assert labels.sum() > 0 and (labels == 0).sum() == 3 * labels.sum()
+    positives = frame[frame["label"] == 1].groupby("split")["label"].size()
+    assert positives.tolist() == [22, 4, 4]  # 30 positives, 70/15/15 (4.5 rounds to 4)
+    runs = frame.groupby("study")["study"].transform("size")
+    assert not (frame.index.to_series().diff() == 1)[runs > 1].all()  # rows are shuffled
+    assert frame.loc[frame["label"] == 1, "study"].nunique() >= 4  # many fractures
 
 
-def test_cspine_labels_match_boxes(cspine):
+def test_cspine_labels_match_xywh_boxes_with_minus_one_fill(cspine):
     boxes, labels = cspine["bboxes"], cspine["labels"]
-    filled = boxes.any(axis=2)
+    filled = (boxes != -1).any(axis=2)
+    assert ((boxes == -1).all(axis=2) == ~filled).all()  # a row is a box or all -1
     np.testing.assert_array_equal(labels, filled.any(axis=1).astype(np.int8))
-    assert 0.1 < labels.mean() < 0.35
-    rows = boxes[filled]
-    assert (rows[:, 0] > rows[:, 2]).sum() >= 1  # swapped corners, as in the real file
-    assert (rows[:, 3] > rows[:, 1]).all()
-    assert (np.abs(rows[:, 2] - rows[:, 0]) >= 7.9).all() and (rows[:, 3] - rows[:, 1] >= 7.9).all()
-    assert rows.min() >= 0 and rows.max() <= 256
-    assert not boxes[~filled].any()
+    assert (boxes[labels == 0] == -1).all()
+    assert labels.mean() == 0.25
+    rows = boxes[filled]  # [x, y, width, height]
+    assert (rows[:, 2:] >= 7.9).all() and (rows[:, :2] >= 0).all()
+    assert (rows[:, 0] + rows[:, 2] <= 256).all() and (rows[:, 1] + rows[:, 3] <= 256).all()
+    assert (rows[:, 0] > rows[:, 2]).any()  # read as corners, many would look "swapped"
 
 
 def test_fractures_darken_their_boxes(cspine):
     images, boxes, labels = cspine["images"], cspine["bboxes"], cspine["labels"]
-    lo = images.min(axis=(1, 2), keepdims=True)
-    images = (images - lo) / (images.max(axis=(1, 2), keepdims=True) - lo)
-    studies = cspine["StudyInstanceUID"]
+    studies, numbers = cspine["StudyInstanceUID"], cspine["SliceNumber"].astype(int)
     drops = []
     for i in np.flatnonzero(labels):
-        # The nearest slice of the same study without a fracture shows the same anatomy.
+        # The nearest kept slice of the same study without a fracture shows the same anatomy.
         clean = np.flatnonzero((studies == studies[i]) & (labels == 0))
-        j = clean[np.argmin(np.abs(clean - i))]
-        for x1, y1, x2, y2 in boxes[i][boxes[i].any(axis=1)]:
-            x1, x2 = sorted((x1, x2))
-            region = np.s_[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))]
+        if not len(clean):
+            continue
+        j = clean[np.argmin(np.abs(numbers[clean] - numbers[i]))]
+        for x, y, w, h in boxes[i][(boxes[i] != -1).any(axis=1)]:
+            region = np.s_[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))]
             drops.append(images[j][region].mean() - images[i][region].mean())
+    assert len(drops) >= 10
     assert np.mean(drops) > 0.008 and np.mean(np.array(drops) > 0) > 0.8
 
 
@@ -214,8 +234,8 @@ def test_cli_writes_both_sets(tmp_path, capsys):
                  "--size", "64", "--uncompressed"]) == 0
     assert "6 patients, 1 positive" in capsys.readouterr().out
     assert len(list((tmp_path / "p" / "images").glob("*.dcm"))) == 6
-    assert main(["synth", "cspine", str(tmp_path / "c.h5"), "--slices", "30", "--seed", "1",
-                 "--size", "64"]) == 0
-    assert "30 slices" in capsys.readouterr().out
+    assert main(["synth", "cspine", str(tmp_path / "c.h5"), "--slices", "32", "--seed", "1",
+                 "--size", "64"]) == 0  # 8 positive slices, 24 negative
+    assert "32 slices" in capsys.readouterr().out
     with h5py.File(tmp_path / "c.h5") as f:
-        assert set(f.keys()) == H5_KEYS and f["images"].shape == (30, 64, 64)
+        assert set(f.keys()) == H5_KEYS and f["images"].shape == (32, 64, 64)

@@ -173,9 +173,10 @@ def draw_neck(rng: np.random.Generator, a: dict, t: int, size: int) -> tuple[np.
     return img, geo
 
 
-def fracture_plan(rng: np.random.Generator, length: int, size: int) -> dict[int, list[dict]]:
+def fracture_plan(rng: np.random.Generator, length: int, size: int,
+                  max_runs: int = 2) -> dict[int, list[dict]]:
     """Which slices of a study show which cracks: 1-2 runs of 3-10 slices, some in the arch."""
-    n_runs = 2 if length >= 16 and rng.random() < 0.6 else 1
+    n_runs = 2 if max_runs >= 2 and length >= 16 and rng.random() < 0.6 else 1
     plan: dict[int, list[dict]] = {}
     s = size / 256
     for r in range(n_runs):

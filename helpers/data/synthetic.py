@@ -2,7 +2,8 @@
 
 * ``synth_pneumonia`` - the RSNA Pneumonia Detection Challenge layout (summer-school
   variant): ``labels.csv``, ``detailed_class_info.csv`` and ``images/<patientId>.dcm``.
-* ``synth_cspine``    - the course's RSNA 2022 cervical-spine HDF5 subset.
+* ``synth_cspine``    - the course's RSNA 2022 cervical-spine HDF5 subset, laid out as
+  the public notebook that packed it (see ``cspine_pack``).
 
 Everything is derived from the seed (no clock, no random UIDs): the same arguments give
 byte-identical files. The pictures are drawn in ``_synth_shapes``.
@@ -39,9 +40,11 @@ from helpers.data._synth_shapes import (
     neck_anatomy,
     sample_lung_box,
 )
+from helpers.data.cspine_pack import MAX_BOXES, create_cspine_file
 
 __all__ = ["BOX_COUNT_P", "BOX_COUNTS", "CSPINE_UID_ROOT", "NEGATIVE_CLASSES",
-           "PIXEL_SPACING_1024", "SPLIT_FRACTIONS", "synth_cspine", "synth_pneumonia"]
+           "NEGATIVES_PER_POSITIVE", "PIXEL_SPACING_1024", "SPLIT_FRACTIONS", "synth_cspine",
+           "synth_pneumonia"]
 
 # Boxes per positive patient; two (one per lung) is the most common in the real labels.
 BOX_COUNTS = (1, 2, 3, 4)
@@ -50,6 +53,7 @@ PIXEL_SPACING_1024 = 0.143  # mm; the field of view stays the same at any size
 NEGATIVE_CLASSES = ("Normal", "No Lung Opacity / Not Normal")
 CSPINE_UID_ROOT = "1.2.826.0.1.3680043."  # the root of the RSNA 2022 study UIDs
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+NEGATIVES_PER_POSITIVE = 3  # as the public notebook: 3 negative slices per positive slice
 
 
 def _patient_boxes(rng: np.random.Generator, lungs: list, n_boxes: int, size: int) -> list:
@@ -170,74 +174,103 @@ def synth_pneumonia(
     return out_dir
 
 
-def _study_lengths(rng: np.random.Generator, slices: int) -> list[int]:
-    """Cut N slices into consecutive studies of about 20-40 slices (at least 3 studies)."""
-    hi = min(40, max(1, slices // 3))  # small files still get a train, val and test study
-    lo = min(20, hi)
-    lengths: list[int] = []
-    while sum(lengths) < slices:
-        lengths.append(min(int(rng.integers(lo, hi + 1)), slices - sum(lengths)))
-    return lengths
+def _split_counts(total: int) -> list[int]:
+    """Cut a count into train/val/test about 70/15/15, none empty when total >= 3."""
+    val = max(1, round(SPLIT_FRACTIONS[1] * total)) if total >= 3 else 0
+    test = max(1, round(SPLIT_FRACTIONS[2] * total)) if total >= 3 else 0
+    return [total - val - test, val, test]
 
 
-def _study_splits(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Assign 0/1/2 (train/val/test) per study, about 70/15/15, none empty from 3 studies."""
-    n_val = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * n)) if n >= 3 else int(n == 2)
-    codes = np.array([0] * (n - n_val - n_test) + [1] * n_val + [2] * n_test, np.int8)
-    return rng.permutation(codes)
+def _cspine_slice(seed: int, study: dict, t: int, size: int) -> tuple[np.ndarray, list]:
+    """Slice t of a study as the subset stores it (min-max scaled to [0, 1]) and its
+    ``[x, y, width, height]`` boxes."""
+    img, geo = draw_neck(np.random.default_rng([seed, 5, study["id"], t]), study["anatomy"],
+                         t, size)
+    boxes = []
+    for crack in study["plan"].get(t, []):
+        x1, y1, x2, y2 = (float(v) for v in draw_crack(img, geo, crack))
+        if x2 > x1 and y2 > y1:
+            boxes.append([x1, y1, x2 - x1, y2 - y1])
+    # As the packer: min-max per slice (a constant slice becomes 0), nothing else.
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    return img.astype(np.float32), boxes[:MAX_BOXES]
 
 
-def synth_cspine(out_path: str | Path, slices: int = 300, seed: int = 0, size: int = 256) -> Path:
-    """Write a synthetic C-spine HDF5 file with the course subset's keys; return its path."""
-    if slices < 1 or size < 32:
-        raise ValueError(f"need slices >= 1 and size >= 32, got {slices} and {size}")
+def synth_cspine(out_path: str | Path, slices: int = 300, seed: int = 0, size: int = 256,
+                 study_fractured: bool = False) -> Path:
+    """Write a synthetic C-spine HDF5 file laid out as the real subset; return its path.
+
+    The real file was written by the public notebook ``00_CreatePrivateDataset.ipynb``
+    (``apmalinsky/AAI-590-Capstone``); this writes the same layout with
+    ``cspine_pack.create_cspine_file``: ``[x, y, width, height]`` boxes with -1.0 fill,
+    the same chunks and dtypes, variable-length strings. As there, studies are split
+    70/15/15, each split keeps all its positive slices and 3 random negative slices per
+    positive (from its fractured and healthy studies), and the rows are shuffled. About
+    ``slices`` rows are written: a quarter of them (rounded down) are positive. Each
+    fractured study shows one short fracture, so the file holds many different ones.
+    """
+    if slices < 4 * 3 or size < 32:
+        raise ValueError(f"need slices >= 12 (a positive and 3 negatives in each split) and "
+                         f"size >= 32, got {slices} and {size}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 3])
-    lengths = _study_lengths(rng, slices)
-    n_studies = len(lengths)
-    numbers = rng.choice(np.arange(1000, 1000 + max(40000, 4 * n_studies)), n_studies,
+    studies: list[dict] = []
+    images: list[np.ndarray] = []
+    rows: list[tuple[int, int, list]] = []  # (study, slice, boxes) of the kept slices
+
+    def new_study(code: int, fractured: bool) -> dict:
+        srng = np.random.default_rng([seed, 4, len(studies)])
+        length = int(rng.integers(20, 41))
+        study = {"id": len(studies), "split": code, "length": length,
+                 "anatomy": neck_anatomy(srng, size), "fractured": int(fractured),
+                 "plan": fracture_plan(srng, length, size, max_runs=1) if fractured else {}}
+        studies.append(study)
+        return study
+
+    for code, n_pos in enumerate(_split_counts(slices // (1 + NEGATIVES_PER_POSITIVE))):
+        here, pool = [], []
+        while len(here) < n_pos:  # fractured studies until the split has its positives
+            study = new_study(code, True)
+            for t in range(study["length"]):
+                if t not in study["plan"]:
+                    pool.append((study, t))
+                elif len(here) < n_pos:
+                    img, boxes = _cspine_slice(seed, study, t, size)
+                    if boxes:  # a crack that misses the bone leaves no box: not kept
+                        here.append((study["id"], t, boxes))
+                        images.append(img)
+        n_neg = NEGATIVES_PER_POSITIVE * n_pos
+        while len(pool) < 2 * n_neg:  # healthy studies, so negatives are a sample
+            study = new_study(code, False)
+            pool += [(study, t) for t in range(study["length"])]
+        for k in np.sort(rng.choice(len(pool), n_neg, replace=False)):
+            study, t = pool[int(k)]
+            img, _ = _cspine_slice(seed, dict(study, plan={}), int(t), size)
+            here.append((study["id"], int(t), []))
+            images.append(img)
+        rows += here
+    order = rng.permutation(len(rows))  # shuffled, as the public notebook's table
+    numbers = rng.choice(np.arange(1000, 1000 + max(40000, 4 * len(studies))), len(studies),
                          replace=False)
-    study_split = _study_splits(rng, n_studies)
-    fractured = rng.permutation(np.arange(n_studies) < int(0.45 * n_studies + 0.5))
-    bboxes = np.zeros((slices, 10, 4), np.float32)
-    study_col, slice_col, split_col = [], [], np.zeros(slices, np.int8)
+    n = len(rows)
+    bboxes = np.full((n, MAX_BOXES, 4), -1.0, np.float32)
+    for row, k in enumerate(order):
+        boxes = rows[k][2]
+        if boxes:
+            bboxes[row, :len(boxes)] = boxes
+    study_of = np.array([rows[k][0] for k in order])
     with h5py.File(out_path, "w") as f:
-        images = f.create_dataset("images", (slices, size, size), np.float32,
-                                  chunks=(1, size, size), track_times=False)
-        start = 0
-        for s, length in enumerate(lengths):
-            srng = np.random.default_rng([seed, 4, s])
-            anatomy = neck_anatomy(srng, size)
-            plan = fracture_plan(srng, length, size) if fractured[s] else {}
-            block = np.empty((length, size, size), np.float32)
-            for t in range(length):
-                img, geo = draw_neck(srng, anatomy, t, size)
-                for k, crack in enumerate(plan.get(t, [])):
-                    bboxes[start + t, k] = draw_crack(img, geo, crack)
-                # Each slice keeps its own window, so per-slice min-max scaling matters.
-                lo, hi = srng.uniform(0.0, 0.15), srng.uniform(0.55, 1.0)
-                img = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-                block[t] = lo + (hi - lo) * img
-            images[start:start + length] = block
-            study_col += [f"{CSPINE_UID_ROOT}{numbers[s]}"] * length
-            slice_col += [str(t + 1) for t in range(length)]
-            split_col[start:start + length] = study_split[s]
-            start += length
-        # About one box in ten has its x corners swapped, as in the real file.
-        filled = np.flatnonzero(bboxes.reshape(-1, 4).any(axis=1))
-        if len(filled):
-            swap = rng.choice(filled, max(1, round(0.1 * len(filled))), replace=False)
-            flat = bboxes.reshape(-1, 4)
-            flat[swap] = flat[swap][:, [2, 1, 0, 3]]
-        strings = h5py.string_dtype()
-        f.create_dataset("bboxes", data=bboxes, track_times=False)
-        f.create_dataset("labels", data=bboxes.any(axis=(1, 2)).astype(np.int8),
-                         track_times=False)
-        f.create_dataset("split", data=split_col, track_times=False)
-        f.create_dataset("StudyInstanceUID", data=np.array(study_col, dtype=object),
-                         dtype=strings, track_times=False)
-        f.create_dataset("SliceNumber", data=np.array(slice_col, dtype=object), dtype=strings,
-                         track_times=False)
+        create_cspine_file(f, n, size, study_fractured)
+        for lo in range(0, n, 32):  # one chunk of 32 slices at a time
+            f["images"][lo:lo + 32] = np.stack([images[k] for k in order[lo:lo + 32]])
+        f["bboxes"][...] = bboxes
+        f["labels"][...] = (bboxes != -1.0).any(axis=(1, 2)).astype(np.int8)
+        f["split"][...] = np.array([studies[s]["split"] for s in study_of], np.int8)
+        f["StudyInstanceUID"][...] = [f"{CSPINE_UID_ROOT}{numbers[s]}" for s in study_of]
+        f["SliceNumber"][...] = [str(rows[k][1] + 1) for k in order]
+        if study_fractured:
+            f["study_fractured"][...] = np.array([studies[s]["fractured"] for s in study_of],
+                                                 np.int8)
     return out_path
