@@ -18,7 +18,7 @@ from pathlib import Path
 
 def _release(args) -> int:
     from course.config import load
-    from course.release import generate, leaks, stale, sync_setup
+    from course.release import generate, leaks, stale, sync_generated
 
     cfg = load(args.root)
     chosen = [cfg.assignment(i) for i in args.ids] if args.ids else list(cfg.assignments)
@@ -29,8 +29,8 @@ def _release(args) -> int:
         problems = stale(cfg, chosen)
     else:
         for a in chosen:
-            if sync_setup(cfg, a):
-                print(f"regenerated the set-up cell of {cfg.source_notebook(a)} from course.toml")
+            if sync_generated(cfg, a):
+                print(f"regenerated the set-up / summary cells of {cfg.source_notebook(a)}")
         for path in generate(cfg, chosen, cfg.root):
             print(f"released {path}")
         problems = []
