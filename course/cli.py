@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from course.config import LMS_CHOICES
+
 
 def _release(args) -> int:
     from course.config import load
@@ -50,7 +52,7 @@ def _grade(args) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
                   pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
-                  students=set(args.student or ()))
+                  students=set(args.student or ()), lms=args.lms, roster=args.roster)
     return _summary(table, args.out)
 
 
@@ -165,6 +167,14 @@ def _parsers() -> argparse.ArgumentParser:
                      help="regex with a (?P<student_id>...) group for notebooks lying flat in "
                           "SUBMISSIONS (default: [grading] file_pattern, else the text "
                           "before the first underscore)")
+    grd.add_argument("--lms", choices=LMS_CHOICES, default=None,
+                     help="shape of SUBMISSIONS: an LMS's own export (students keyed by the "
+                          "LMS's id) or folders of <student_id>/ (default: [grading] lms, "
+                          "else folders)")
+    grd.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                     help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
+                          "every enrolled student gets a row, 'no submission' included "
+                          "(default: none, only the students in SUBMISSIONS)")
     mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
                          help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")

@@ -16,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")  # nbgrader's rule for assignment ids
 # Flat LMS exports (Canvas: "jdoe_12345_67890_pneumonia.ipynb") start a file name with the
 # student's login or id; [grading] file_pattern overrides this.
+# The shapes of submissions `course grade --lms` reads (course/intake.py).
+LMS_CHOICES = ("folders", "canvas", "moodle", "gradescope")
 DEFAULT_FILE_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*)_.*\.ipynb$"
 # GitHub's owner/name, and a git tag that is a package version after its "v" (a subset of
 # PEP 440: 1.2.3, 1.2.3rc1, 1.2.3.post1, 1.2.3.dev0): the bundle's version is derived from it.
@@ -53,6 +55,7 @@ class CourseConfig:
     assignments: tuple[Assignment, ...]
     file_pattern: str  # flat LMS exports: regex with a student_id group
     memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
+    lms: str = "folders"  # the submissions' shape: folders | canvas | moodle | gradescope
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -125,7 +128,16 @@ def load(root: str | Path | None = None) -> CourseConfig:
         assignments=tuple(assignments),
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
         memory_gb=float(grading.get("memory_gb", 0)),
+        lms=_lms(grading.get("lms", "folders"), path),
     )
+
+
+def _lms(value, path: Path) -> str:
+    """The export shape `course grade` expects by default."""
+    if value not in LMS_CHOICES:
+        raise CourseConfigError(f"{path} [grading] lms = {value!r}; expected one of "
+                                f"{', '.join(LMS_CHOICES)}")
+    return value
 
 
 def _pattern(value, path: Path) -> str:

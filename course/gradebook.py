@@ -19,6 +19,7 @@ from nbgrader.preprocessors import (
 
 from course.config import Assignment, CourseConfig
 from course.feedback import FEEDBACK_PREPROCESSORS
+from course.intake import intake_notes
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
 from course.results import Row, read_result
 
@@ -46,7 +47,7 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path,
                                                OverwriteCells, CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades,
                                                 AssignLatePenalties, CheckCellMetadata]
-    rows = []
+    rows, notes = [], intake_notes(out)
     with nbgrader_api(config) as api:
         result = api.generate_assignment(a.id, force=True)
         if not result["success"]:
@@ -54,6 +55,8 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path,
         for res in sorted(results, key=lambda r: r["student_id"]):
             sid, row = res["student_id"], Row(res["student_id"], res["status"],
                                               res.get("reason") or "")
+            extra = [n for n in notes.get(sid, []) if n not in row.reason]
+            row.reason = "; ".join(x for x in [row.reason, *extra] if x)  # intake's warnings
             rows.append(row)
             if not res.get("notebook"):
                 continue
