@@ -70,7 +70,8 @@ class Upload:
     name: str = ""  # display name, when the export has one
     order: tuple = ()  # larger is newer, by the LMS's own marker
     late: bool = False
-    prefix: str = ""  # Moodle's "Full Name_<id>_assignsubmission_file_"
+    prefix: str = ""  # Moodle's "Full Name_<id>_assignsubmission_file_", Canvas's
+    # "<name>[_LATE]_<user id>_<attachment id>_": what feedback files are named with
     note: str = ""
     submitted: str = ""  # ISO time, when the export says
 
@@ -215,9 +216,10 @@ def read_canvas(root: Path) -> tuple[list[Upload], list[Row]]:
                 continue
             key, display_name = match["uid"], match["name"]
         resub = RESUBMITTED.search(Path(match["display"]).stem)
+        # Canvas's re-upload finds the student from the numbers before the display name.
         uploads.append(Upload(key, path, name, display_name,
                               order=(int(match["att"]), int(resub[1]) if resub else 0),
-                              late=bool(match["late"])))
+                              late=bool(match["late"]), prefix=name[:match.start("display")]))
     return uploads, rows
 
 
@@ -332,6 +334,7 @@ def choose(uploads: list[Upload], scratch: Path) -> tuple[dict[str, Path], list[
         if others:
             student.notes.append(f"also uploaded {', '.join(others)} (not graded)")
         student.original, student.submitted = up.original, up.submitted
+        student.prefix = up.prefix or student.prefix  # the taken file's (Canvas: its ids)
         if student.late:
             student.notes.append("marked LATE by the LMS")
         if (bad := _valid(key, notebook)) is not None:

@@ -98,12 +98,13 @@ def canvas_anonymous_zip(path: Path) -> Path:
     ])
 
 
-def canvas_roster(path: Path, title: str = "Adding numbers", assignment: int = 4711) -> Path:
+def canvas_roster(path: Path, title: str = "Adding numbers", assignment: int = 4711,
+                  points: str = "5.00") -> Path:
     """Canvas gradebook export: the header, Canvas's "Points Possible" row, one student per
     line; 34567 (the CJK name) is left out, as a student who dropped the course."""
     rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
              f"{title} ({assignment})"],
-            ["    Points Possible", "", "", "", "", "5.00"]]
+            ["    Points Possible", "", "", "", "", points]]
     for uid, (name, _) in CANVAS_STUDENTS.items():
         if uid != "34567":
             rows.append([name, uid, f"S{uid}", f"login{uid}", "Section A", ""])
