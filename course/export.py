@@ -13,7 +13,8 @@ kept in OUT/intake/students.json) and writes OUT/export/<lms>/:
   a zip", each file prefixed ``<Full name>_<id>_assignsubmission_file_``.
 
 Points are nbgrader's: the gradebook's submission score (autograded plus any manual
-scores, less a late penalty); without a gradebook, grades.csv's total. A student whose
+scores); without a gradebook, grades.csv's total; less grades.csv's ``late_penalty_pct``
+when `[grading] late_policy` is set. A student whose
 written answers are still unmarked gets no grade (blank), never a silent zero for them.
 The roster (the LMS's own gradebook export or worksheet) supplies every enrolled student
 and the LMS's columns; entries that match no graded student, and graded students the roster
@@ -64,19 +65,30 @@ def scores(out: Path, a: Assignment) -> dict[str, Score]:
     included) where it has the submission, else grades.csv's autograded total."""
     table = _read_csv(out / "grades.csv")
     result = {}
+    late = {}
     for r in table:
         total = float(r["total"] or 0)
         result[r["student_id"]] = Score(total, float(r["max_score"] or 0), r["status"])
+        late[r["student_id"]] = float(r.get("late_penalty_pct") or 0)
     db = out / "gradebook.db"
-    if not db.is_file():
-        return result
+    if db.is_file():
+        _gradebook_scores(db, a, result)
+    for sid, score in result.items():  # [grading] late_policy, as grades.csv states it
+        if late[sid] and score.points is not None:
+            score.points *= 1 - late[sid] / 100
+            score.note = "; ".join(x for x in [score.note, f"late: -{late[sid]:g}%"] if x)
+    return result
+
+
+def _gradebook_scores(db: Path, a: Assignment, result: dict[str, Score]) -> None:
+    """The gradebook's points (manual scores included) over grades.csv's totals."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{db}") as gb:
         try:
             maximum = float(gb.find_assignment(a.id).max_score)
         except MissingEntry:
-            return result
+            return
         for sid, score in result.items():
             score.maximum = maximum
             try:
@@ -90,8 +102,7 @@ def scores(out: Path, a: Assignment) -> dict[str, Score]:
             else:
                 score.points = max(0.0, float(sub.score) - penalty)
                 if penalty:
-                    score.note = f"late penalty {penalty:g} points"
-    return result
+                    score.note = f"nbgrader late penalty {penalty:g} points"
 
 
 def export(out: Path, a: Assignment, lms: str, roster: Path | None = None) -> Report:

@@ -235,9 +235,17 @@ def read_moodle(root: Path) -> tuple[list[Upload], list[Row]]:
             continue
         prefix = top[:len(top) - len(match["rest"])]
         name = "" if match["name"] == "Participant" else match["name"]
-        uploads.append(Upload(match["id"], path, path.name, name,
-                              order=(path.stat().st_mtime,), prefix=prefix))
+        mtime = path.stat().st_mtime  # the zip's file time: Moodle's upload time
+        uploads.append(Upload(match["id"], path, path.name, name, order=(mtime,),
+                              prefix=prefix, submitted=_local_iso(mtime)))
     return uploads, rows
+
+
+def _local_iso(stamp: float) -> str:
+    """A file time as the zip wrote it (local, no zone): late.py gives it the due date's."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
 
 
 def read_gradescope(root: Path) -> tuple[list[Upload], list[Row]]:

@@ -1,6 +1,7 @@
 """One round trip of a Canvas export through `course grade --lms canvas --roster` and
 `course export` on the toy course: ids not names, every roster student, the resubmission
-in a second export graded instead of failed, feedback named for Canvas's re-upload."""
+in a second export graded instead of failed, the LATE marker under a late policy, feedback
+named for Canvas's re-upload."""
 
 import zipfile
 
@@ -23,6 +24,9 @@ def _grades(out):
 
 def test_canvas_export_round_trip(tmp_path):
     root = write_toy_course(tmp_path / "course")
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace("workers = 1",
+                                             'workers = 1\nlate_policy = "10%/day"'))
     assert main(["release", "--root", str(root)]) == 0
     solved = nbformat.writes(nbformat.read(root / "source" / "toy" / "toy.ipynb", 4))
     blank = nbformat.read(root / "release" / "toy" / "toy.ipynb", as_version=4)
@@ -42,9 +46,11 @@ def test_canvas_export_round_trip(tmp_path):
     assert main(["grade", "toy", str(first), *args]) == 0
     table = _grades(out)
     assert list(table.columns) == ["test_add", "test_mul", "total", "max_score", "status",
-                                   "reason"]
+                                   "reason", "late_days", "late_penalty_pct"]
     assert table.loc["12345", "total"] == 5 and table.loc["12346", "total"] == 2
     assert "marked LATE" in table.loc["23456", "reason"]
+    assert table.loc["23456", "total"] == 5  # total stays the autograded points
+    assert table.loc["23456", "late_penalty_pct"] == 10 and table.loc["12345", "late_days"] == ""
     assert table.loc["78901", "status"] == "missing" and "toy.py" in table.loc["78901", "reason"]
     assert table.loc["90123", "reason"].startswith("no submission")
     assert table.loc["56789", "total"] == 2
@@ -69,6 +75,7 @@ def test_canvas_export_round_trip(tmp_path):
     column = "Adding numbers (4711)"
     assert exported.loc["12345", column] == "5.00" and exported.loc["12346", column] == "2.00"
     assert exported.loc["56789", column] == "5.00" and exported.loc["90123", column] == "0.00"
+    assert exported.loc["23456", column] == "4.50"  # LATE (Canvas): one day, 10 %
     with zipfile.ZipFile(out / "export" / "canvas" / "feedback.zip") as zf:
         names = set(zf.namelist())
     assert {"smithjohn_12345_67890_feedback.html", "smithjohn_12346_67891_feedback.html",
