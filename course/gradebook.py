@@ -106,6 +106,15 @@ def merge(cfg: CourseConfig, a: Assignment, shard_outs: list[Path], out: Path) -
                     shutil.rmtree(work / sid)
                 shutil.copytree(workdir, work / sid, ignore=shutil.ignore_patterns("nbgrader"))
             results.append(res)
+    # Every shard read the same export: the first one's intake record (names, LMS file
+    # names, LATE markers, warnings) serves the merged gradebook and `course export`.
+    kept = out / "intake" / "students.json"
+    for shard_out in shard_outs:
+        record = shard_out / "intake" / "students.json"
+        if record.is_file() and record.resolve() != kept.resolve():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(record, kept)
+            break
     return import_results(cfg, a, out, results)
 
 

@@ -118,12 +118,24 @@ def _extract(archive: Path, out: Path) -> list[Path]:
                 raise ValueError(f"{archive}: unsafe path in zip: {info.filename!r}")
         out.mkdir(parents=True, exist_ok=True)
         for info in zf.infolist():
+            info.filename = _utf8_name(info)
             path = Path(zf.extract(info, out))
             if not info.is_dir():
                 stamp = time.mktime((*info.date_time, 0, 0, -1))
                 os.utime(path, (stamp, stamp))
                 files.append(path)
     return files
+
+
+def _utf8_name(info: zipfile.ZipInfo) -> str:
+    """A member's name: zips written without the UTF-8 flag hold UTF-8 bytes that Python
+    reads as cp437 ("mÃ¼ller"); read those bytes as UTF-8 when they are."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
 
 
 def sort_flat(submissions: Path, scratch: Path, pattern: str) -> tuple[Path, list[Row]]:

@@ -149,3 +149,21 @@ def test_the_default_lms_comes_from_course_toml(tmp_path):
     toml.write_text(TOML.replace("workers = 1", 'workers = 1\nlms = "blackboard"'))
     with pytest.raises(CourseConfigError, match="lms = 'blackboard'; expected one of"):
         load(tmp_path)
+
+
+def test_zip_names_without_the_utf8_flag_are_read_as_utf8(tmp_path):
+    """Some zip writers store UTF-8 names without saying so; Python would read them as
+    cp437 ("mÃ¼llerjÃ¼rgen")."""
+    name = "müllerjürgen_LATE_23456_67892_toy.ipynb".encode()
+    tail = b"_LATE_23456_67892_toy.ipynb"
+    placeholder = b"x" * (len(name) - len(tail)) + tail
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w") as zf:  # an ASCII name of the same length, then the bytes
+        zf.writestr(placeholder.decode(), lms.notebook_text("müller"))
+    path.write_bytes(path.read_bytes().replace(placeholder, name))
+    with zipfile.ZipFile(path) as zf:
+        assert not zf.infolist()[0].flag_bits & 0x800  # written as cp437 bytes, no flag
+    found, rows = _run(path, tmp_path / "o", "canvas")
+    assert found == {"23456": "müller"} and not rows
+    meta = _students(tmp_path / "o")["students"]["23456"]
+    assert meta["original"] == "müllerjürgen_LATE_23456_67892_toy.ipynb"
