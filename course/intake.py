@@ -281,13 +281,16 @@ def read_gradescope(root: Path) -> tuple[list[Upload], list[Row]]:
         files = _files(folder) if folder.is_dir() else []
         names = [str(_get(s, "name") or "") for s in submitters]
         for person, name in zip(submitters, names, strict=True):
-            key = str(_get(person, "sid") or _get(person, "email") or "").strip()
+            raw = str(_get(person, "sid") or _get(person, "email") or "").strip()
+            key = re.sub(r"[^A-Za-z0-9_.@-]", "-", raw)  # "a+b@x.edu" -> "a-b@x.edu"
             if not key:
                 rows.append(Row(_fallback_key(name or sub_id), "failed",
                                 f"a submitter of {sub_id} has neither :sid: nor :email:"))
                 continue
             note = (f"group submission {sub_id} with {', '.join(n for n in names if n != name)}"
                     if len(submitters) > 1 else "")
+            if key != raw:
+                note = "; ".join(x for x in [note, f"id {raw!r} written as {key!r}"] if x)
             if not files:
                 rows.append(Row(key, "missing", f"{sub_id} holds no files"))
             for path in files:

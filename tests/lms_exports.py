@@ -190,7 +190,7 @@ submission_3002:
   :submitters:
   - :name: 佐藤 花子
     :sid: ''
-    :email: hanako@uni.example
+    :email: hanako+cs101@uni.example
   :created_at: 2026-11-02 11:00:00.000000000 +01:00
 submission_3003:
   :submitters:

@@ -99,11 +99,13 @@ def test_moodle_worksheet_is_a_roster(tmp_path):
 
 def test_gradescope_keys_by_sid_else_email(tmp_path):
     found, rows = _run(lms.gradescope_zip(tmp_path / "g.zip"), tmp_path / "o", "gradescope")
-    assert found == {"501": "perez", "hanako@uni.example": "sato", "503": "group",
+    assert found == {"501": "perez", "hanako-cs101@uni.example": "sato", "503": "group",
                      "504": "group"}
     assert rows["505"].status == "missing" and "report.pdf" in rows["505"].reason
     meta = _students(tmp_path / "o")["students"]
     assert "Cy Diaz" in " ".join(meta["503"]["notes"])
+    assert "'hanako+cs101@uni.example' written as" in " ".join(
+        meta["hanako-cs101@uni.example"]["notes"])
     assert meta["501"]["submitted"].startswith("2026-11-02")
 
 

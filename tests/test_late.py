@@ -61,7 +61,7 @@ def test_times_come_from_gradescope_and_moodle_exports(tmp_path):
     _, students = intake_students(tmp_path / "g")
     # created_at 10:00, 11:00, 12:00 +01:00 against a 10:30 due date
     got = assess(parse_policy("zero"), DUE, students)
-    assert got["501"].percent == 0 and got["hanako@uni.example"].percent == 100
+    assert got["501"].percent == 0 and got["hanako-cs101@uni.example"].percent == 100
     assert got["503"].percent == 100 and got["504"].percent == 100  # both group members
     intake(lms.moodle_zip(tmp_path / "m.zip"), tmp_path / "m", DEFAULT_FILE_PATTERN,
            lms="moodle")
