@@ -7,6 +7,7 @@
     python -m course lab                   JupyterLab + nbgrader, configured from course.toml
     python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
     python -m course grade-merge ID SHARD_OUT ... --out OUT    fold `grade --shard` outputs
+    python -m course export ID --out OUT --lms canvas|moodle   grades + feedback for the LMS
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from course.config import LMS_CHOICES
 
 
 def _release(args) -> int:
@@ -50,7 +53,7 @@ def _grade(args) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
                   pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
-                  students=set(args.student or ()))
+                  students=set(args.student or ()), lms=args.lms, roster=args.roster)
     return _summary(table, args.out)
 
 
@@ -61,6 +64,29 @@ def _grade_merge(args) -> int:
     cfg = load(args.root)
     table = merge(cfg, cfg.assignment(args.assignment), args.shards, args.out)
     return _summary(table, args.out)
+
+
+def _export(args) -> int:
+    from course.config import load
+    from course.export import export
+
+    cfg = load(args.root)
+    try:
+        report = export(args.out, cfg.assignment(args.assignment), args.lms, args.roster)
+    except (FileNotFoundError, ValueError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"grades for {args.lms}: {report.grades}")
+    if report.feedback_zip:
+        print(f"feedback to upload: {report.feedback_zip}")
+    for title, items in (("roster entries with no grade", report.unmatched_roster),
+                         ("graded but not on the roster (not exported)", report.not_on_roster),
+                         ("left blank", report.blank), ("notes", report.notes)):
+        if items:
+            print(f"{title} ({len(items)}):")
+            for item in items:
+                print(f"  {item}")
+    return 0
 
 
 def _summary(table, out: Path) -> int:
@@ -165,9 +191,26 @@ def _parsers() -> argparse.ArgumentParser:
                      help="regex with a (?P<student_id>...) group for notebooks lying flat in "
                           "SUBMISSIONS (default: [grading] file_pattern, else the text "
                           "before the first underscore)")
+    grd.add_argument("--lms", choices=LMS_CHOICES, default=None,
+                     help="shape of SUBMISSIONS: an LMS's own export (students keyed by the "
+                          "LMS's id) or folders of <student_id>/ (default: [grading] lms, "
+                          "else folders)")
+    grd.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                     help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
+                          "every enrolled student gets a row, 'no submission' included "
+                          "(default: none, only the students in SUBMISSIONS)")
     mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
                          help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
+    exp = sub.add_parser("export", parents=[graded, root, out],
+                         help="grades and feedback of a grading folder as the LMS imports them")
+    exp.add_argument("--lms", choices=("canvas", "moodle"), required=True,
+                     help="Canvas: gradebook CSV + re-upload zip; Moodle: grading worksheet + "
+                          "feedback zip")
+    exp.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                     help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
+                          "every enrolled student and the LMS's own columns (default: the "
+                          "students graded)")
     pub = sub.add_parser("publish", parents=[root],
                          help="write the public student bundle (release + helpers)")
     pub.add_argument("out", type=Path,
@@ -186,5 +229,5 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything can start a thread: nbgrader finds `alembic` through PATH.
     put_bin_on_path()
     commands = {"lab": _lab, "publish": _publish, "release": _release, "grade": _grade,
-                "grade-merge": _grade_merge, "demo": _demo}
+                "grade-merge": _grade_merge, "demo": _demo, "export": _export}
     return commands[args.command](args)

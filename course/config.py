@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from course.late import parse_policy, parse_time
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -16,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")  # nbgrader's rule for assignment ids
 # Flat LMS exports (Canvas: "jdoe_12345_67890_pneumonia.ipynb") start a file name with the
 # student's login or id; [grading] file_pattern overrides this.
+# The shapes of submissions `course grade --lms` reads (course/intake.py).
+LMS_CHOICES = ("folders", "canvas", "moodle", "gradescope")
 DEFAULT_FILE_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*)_.*\.ipynb$"
 # GitHub's owner/name, and a git tag that is a package version after its "v" (a subset of
 # PEP 440: 1.2.3, 1.2.3rc1, 1.2.3.post1, 1.2.3.dev0): the bundle's version is derived from it.
@@ -36,6 +40,8 @@ class Assignment:
     notebook: str
     due: str
     points: float  # expected autograded total, checked against the nbgrader metadata
+    # student id -> that student's own due date (an extension), as ISO times
+    extensions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class CourseConfig:
     assignments: tuple[Assignment, ...]
     file_pattern: str  # flat LMS exports: regex with a student_id group
     memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
+    lms: str = "folders"  # the submissions' shape: folders | canvas | moodle | gradescope
+    late_policy: str = "none"  # none | zero | "<N>%/day[ cap <M>%]" (course/late.py)
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -99,9 +107,15 @@ def load(root: str | Path | None = None) -> CourseConfig:
         aid = _get(a, "id", str, where)
         if not ID_PATTERN.match(aid):
             raise CourseConfigError(f"{where}: id {aid!r} may only hold letters, digits, _ and -")
+        extensions = a.get("extensions", {})
+        if not isinstance(extensions, dict) or not all(
+                parse_time(str(v)) for v in extensions.values()):
+            raise CourseConfigError(f"{where}: extensions = {extensions!r}; expected a table "
+                                    'of student id = "<ISO date or time>"')
         assignments.append(Assignment(aid, _get(a, "title", str, where),
                                       _get(a, "notebook", str, where), str(a.get("due", "")),
-                                      _get(a, "points", float, where)))
+                                      _get(a, "points", float, where),
+                                      tuple((str(k), str(v)) for k, v in extensions.items())))
     ids = [a.id for a in assignments]
     if len(set(ids)) != len(ids):
         raise CourseConfigError(f"{path}: assignment ids repeat: {ids}")
@@ -125,7 +139,25 @@ def load(root: str | Path | None = None) -> CourseConfig:
         assignments=tuple(assignments),
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
         memory_gb=float(grading.get("memory_gb", 0)),
+        lms=_lms(grading.get("lms", "folders"), path),
+        late_policy=_late_policy(grading.get("late_policy", "none"), path),
     )
+
+
+def _late_policy(value, path: Path) -> str:
+    try:
+        parse_policy(value)
+    except ValueError as err:
+        raise CourseConfigError(f"{path} [grading] {err}") from None
+    return str(value)
+
+
+def _lms(value, path: Path) -> str:
+    """The export shape `course grade` expects by default."""
+    if value not in LMS_CHOICES:
+        raise CourseConfigError(f"{path} [grading] lms = {value!r}; expected one of "
+                                f"{', '.join(LMS_CHOICES)}")
+    return value
 
 
 def _pattern(value, path: Path) -> str:

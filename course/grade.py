@@ -140,7 +140,8 @@ def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, noteb
 def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
           progress: bool = True, pattern: str | None = None, workers: int | None = None,
           force: bool = False, shard: tuple[int, int] | None = None,
-          students: set[str] | None = None) -> pd.DataFrame:
+          students: set[str] | None = None, lms: str | None = None,
+          roster: Path | None = None) -> pd.DataFrame:
     """Grade every submission (of the shard); write OUT/grades.csv, OUT/gradebook.db and
     OUT/feedback/; return the table.
 
@@ -152,7 +153,9 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    found, rows = intake(submissions, out, pattern or cfg.file_pattern)
+    # Intake hook (lms branch): the export's shape and an optional roster; see course.intake.
+    found, rows = intake(submissions, out, pattern or cfg.file_pattern, lms=lms or cfg.lms,
+                         roster=roster)
     found = {sid: nb for sid, nb in found.items() if in_shard(sid, shard)}
     work = out / "work"
     results = []

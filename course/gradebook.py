@@ -19,6 +19,8 @@ from nbgrader.preprocessors import (
 
 from course.config import Assignment, CourseConfig
 from course.feedback import FEEDBACK_PREPROCESSORS
+from course.intake import intake_notes, intake_students
+from course.late import assess, parse_policy
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
 from course.results import Row, read_result
 
@@ -46,7 +48,7 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path,
                                                OverwriteCells, CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades,
                                                 AssignLatePenalties, CheckCellMetadata]
-    rows = []
+    rows, notes = [], intake_notes(out)
     with nbgrader_api(config) as api:
         result = api.generate_assignment(a.id, force=True)
         if not result["success"]:
@@ -54,6 +56,8 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path,
         for res in sorted(results, key=lambda r: r["student_id"]):
             sid, row = res["student_id"], Row(res["student_id"], res["status"],
                                               res.get("reason") or "")
+            extra = [n for n in notes.get(sid, []) if n not in row.reason]
+            row.reason = "; ".join(x for x in [row.reason, *extra] if x)  # intake's warnings
             rows.append(row)
             if not res.get("notebook"):
                 continue
@@ -76,7 +80,7 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path,
                 sub = gb.find_submission_notebook(Path(a.notebook).stem, a.id, row.student_id)
                 row.scores = {g.name: float(g.score) for g in sub.grades if g.name in cells}
     shutil.rmtree(root)  # copies of the source and of every notebook: not needed any more
-    table = _table(rows, cells)
+    table = _table(rows, cells, _lateness(cfg, a, out, rows))
     table.to_csv(out / "grades.csv", index=False)
     return table
 
@@ -102,6 +106,15 @@ def merge(cfg: CourseConfig, a: Assignment, shard_outs: list[Path], out: Path) -
                     shutil.rmtree(work / sid)
                 shutil.copytree(workdir, work / sid, ignore=shutil.ignore_patterns("nbgrader"))
             results.append(res)
+    # Every shard read the same export: the first one's intake record (names, LMS file
+    # names, LATE markers, warnings) serves the merged gradebook and `course export`.
+    kept = out / "intake" / "students.json"
+    for shard_out in shard_outs:
+        record = shard_out / "intake" / "students.json"
+        if record.is_file() and record.resolve() != kept.resolve():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(record, kept)
+            break
     return import_results(cfg, a, out, results)
 
 
@@ -113,14 +126,37 @@ def _autograded_cells(gradebook, a: Assignment) -> dict[str, float]:
             if c.cell_type == "code" and c.name not in solutions}
 
 
-def _table(rows: list[Row], cells: dict[str, float]) -> pd.DataFrame:
-    """grades.csv: one row per student, a column per autograded test cell, then the totals."""
+def _lateness(cfg: CourseConfig, a: Assignment, out: Path, rows: list[Row]) -> dict | None:
+    """student_id -> Lateness under [grading] late_policy (None: no policy), with the
+    penalty said in each late student's reason."""
+    policy = parse_policy(cfg.late_policy)
+    if policy.kind == "none":
+        return None
+    _, students = intake_students(out)
+    late = assess(policy, a.due, students, dict(a.extensions))
+    for row in rows:
+        if row.student_id in late and late[row.student_id].note:
+            reason = row.reason.replace("; marked LATE by the LMS", "").replace(
+                "marked LATE by the LMS", "").strip("; ")
+            row.reason = "; ".join(x for x in [reason, late[row.student_id].note] if x)
+    return late
+
+
+def _table(rows: list[Row], cells: dict[str, float], late: dict | None = None) -> pd.DataFrame:
+    """grades.csv: one row per student, a column per autograded test cell, then the totals;
+    with a late policy, `late_days` and `late_penalty_pct` after them."""
     records = []
     for row in sorted(rows, key=lambda r: r.student_id):
         record = {"student_id": row.student_id}
         record.update({name: row.scores.get(name, 0.0) for name in cells})
         record.update(total=sum(row.scores.get(n, 0.0) for n in cells),
                       max_score=sum(cells.values()), status=row.status, reason=row.reason)
+        if late is not None:
+            found = late.get(row.student_id)
+            record.update(late_days=found.days if found and found.days else "",
+                          late_penalty_pct=found.percent if found else 0.0)
         records.append(record)
     columns = ["student_id", *cells, "total", "max_score", "status", "reason"]
+    if late is not None:
+        columns += ["late_days", "late_penalty_pct"]
     return pd.DataFrame(records, columns=columns)

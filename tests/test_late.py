@@ -1,0 +1,118 @@
+"""Late work: the policy, submission times from the exports, extensions, the LATE marker,
+the grades.csv columns and the penalty `course export` applies."""
+
+import csv
+
+import pytest
+
+from course.config import DEFAULT_FILE_PATTERN, CourseConfigError, load
+from course.export import export
+from course.gradebook import _table
+from course.intake import intake, intake_students
+from course.late import Lateness, Policy, assess, parse_policy
+from course.results import Row
+from tests import lms_exports as lms
+from tests.test_export import TOY, _graded, _rows
+from tests.toy_course import TOML
+
+DUE = "2026-11-02T10:30:00+01:00"
+
+
+def test_policies():
+    assert parse_policy("none") == Policy("none") and parse_policy("Zero") == Policy("zero")
+    assert parse_policy("10%/day cap 50%") == Policy("per_day", 10.0, 50.0)
+    assert parse_policy("12.5 % / day") == Policy("per_day", 12.5, 100.0)
+    p = parse_policy("10%/day cap 25%")
+    assert [p.percent(d) for d in (0, 1, 2, 3, 9)] == [0, 10, 20, 25, 25]
+    assert Policy("zero").percent(1) == 100 and Policy("none").percent(5) == 0
+    for bad in ("10%", "ten%/day", "10%/week", "half"):
+        with pytest.raises(ValueError, match="expected 'none', 'zero'"):
+            parse_policy(bad)
+
+
+def test_on_time_late_extended_and_marked():
+    policy = parse_policy("10%/day cap 50%")
+    students = {
+        "ontime": {"submitted": "2026-11-02T10:00:00+01:00"},
+        "late2": {"submitted": "2026-11-03T12:00:00+01:00"},       # 25.5 h: 2 started days
+        "late9": {"submitted": "2026-11-11T10:00:00+01:00"},       # capped
+        "extended": {"submitted": "2026-11-03T12:00:00+01:00"},
+        "marked": {"late": True},                                  # Canvas: LATE, no time
+        "marked_ext": {"late": True},
+        "unknown": {},                                             # folders: no time
+        "naive": {"submitted": "2026-11-02T11:00:00"},             # Moodle zip time
+    }
+    got = assess(policy, DUE, students, {"extended": "2026-11-05", "marked_ext": "2026-11-05"})
+    assert got["ontime"] == Lateness(None, 0.0)
+    assert (got["late2"].days, got["late2"].percent) == (2, 20.0)
+    assert "late 2 day(s)" in got["late2"].note
+    assert got["late9"].percent == 50.0
+    assert got["extended"] == Lateness(None, 0.0)
+    assert (got["marked"].days, got["marked"].percent) == (1, 10.0)
+    assert "counted as 1 day" in got["marked"].note
+    assert got["marked_ext"].percent == 0.0
+    assert "unknown" not in got
+    assert got["naive"].days == 1  # read in the due date's zone: 30 minutes late
+
+
+def test_times_come_from_gradescope_and_moodle_exports(tmp_path):
+    intake(lms.gradescope_zip(tmp_path / "g.zip"), tmp_path / "g", DEFAULT_FILE_PATTERN,
+           lms="gradescope")
+    _, students = intake_students(tmp_path / "g")
+    # created_at 10:00, 11:00, 12:00 +01:00 against a 10:30 due date
+    got = assess(parse_policy("zero"), DUE, students)
+    assert got["501"].percent == 0 and got["hanako-cs101@uni.example"].percent == 100
+    assert got["503"].percent == 100 and got["504"].percent == 100  # both group members
+    intake(lms.moodle_zip(tmp_path / "m.zip"), tmp_path / "m", DEFAULT_FILE_PATTERN,
+           lms="moodle")
+    _, students = intake_students(tmp_path / "m")
+    assert students["1001"]["submitted"] == "2026-11-02T10:00:00"  # the zip's file time
+    intake(lms.canvas_zip(tmp_path / "c.zip"), tmp_path / "c", DEFAULT_FILE_PATTERN,
+           lms="canvas")
+    _, students = intake_students(tmp_path / "c")
+    got = assess(parse_policy("5%/day"), DUE, students)
+    assert set(got) == {"23456"} and got["23456"].percent == 5  # only the LATE-marked one
+
+
+def test_grades_csv_gets_lateness_columns_only_with_a_policy():
+    rows = [Row("a", "graded", "", {"t": 2.0}), Row("b", "graded", "", {"t": 1.0})]
+    plain = _table(rows, {"t": 2.0})
+    assert list(plain.columns) == ["student_id", "t", "total", "max_score", "status", "reason"]
+    late = _table(rows, {"t": 2.0}, {"b": Lateness(2, 20.0, "late")})
+    assert list(late.columns)[-2:] == ["late_days", "late_penalty_pct"]
+    assert late.set_index("student_id").loc["b", "late_penalty_pct"] == 20.0
+    assert late.set_index("student_id").loc["a", "late_days"] == ""
+
+
+def test_export_applies_the_late_penalty(tmp_path):
+    out = tmp_path / "out"
+    _graded(out, lms.canvas_zip(tmp_path / "c.zip"), "canvas")
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    for r in table:
+        r["late_days"], r["late_penalty_pct"] = ("1", "10.0") if r["student_id"] == "23456" \
+            else ("", "0.0")
+    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    report = export(out, TOY, "canvas", lms.canvas_roster(tmp_path / "r.csv"))
+    by_id = {r["ID"]: r for r in _rows(report.grades)}
+    assert by_id["23456"]["Adding numbers (4711)"] == "4.50"
+    assert by_id["12345"]["Adding numbers (4711)"] == "5.00"
+
+
+def test_course_toml_late_settings(tmp_path):
+    (tmp_path / "course").mkdir()
+    toml = tmp_path / "course" / "course.toml"
+    toml.write_text(TOML.replace("workers = 1", 'workers = 1\nlate_policy = "10%/day cap 30%"')
+                    + '[assignments.extensions]\n"12345" = "2027-01-05T23:59:00+01:00"\n')
+    cfg = load(tmp_path)
+    assert cfg.late_policy == "10%/day cap 30%"
+    assert dict(cfg.assignment("toy").extensions) == {"12345": "2027-01-05T23:59:00+01:00"}
+    toml.write_text(TOML.replace("workers = 1", 'workers = 1\nlate_policy = "sometimes"'))
+    with pytest.raises(CourseConfigError, match="late_policy 'sometimes'"):
+        load(tmp_path)
+    toml.write_text(TOML + '[assignments.extensions]\n"12345" = "next week"\n')
+    with pytest.raises(CourseConfigError, match="extensions"):
+        load(tmp_path)
