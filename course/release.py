@@ -49,8 +49,9 @@ def header_notebook(cfg: CourseConfig, a: Assignment) -> nbformat.NotebookNode:
         "**First, in Colab: *File → Save a copy in Drive*.** This notebook is read-only; "
         "your work is kept only in your own copy.\n\n"
         "The notebook opens on a GPU runtime (check *Runtime → Change runtime type*); run the "
-        "set-up cell below first. Fill in every cell marked `YOUR CODE HERE` and answer the questions in "
-        "the cells marked *YOUR ANSWER HERE*; run the checks under each exercise as you go. "
+        "set-up cell below first. Fill in every cell marked `YOUR CODE HERE` and answer the "
+        "questions in the cells marked *YOUR ANSWER HERE*; run the checks under each exercise "
+        "as you go. "
         "Do not delete, copy or rename the locked cells: they are restored before grading."
     )
     nb = nbformat.v4.new_notebook()
