@@ -23,6 +23,9 @@ REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,
 REF_PATTERN = re.compile(r"^v?\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?$")
 
 
+SANDBOXES = ("auto", "unshare", "bwrap", "none")  # [grading] sandbox; course/sandbox.py
+
+
 class CourseConfigError(ValueError):
     """course.toml is missing a setting or has a wrong value."""
 
@@ -53,6 +56,7 @@ class CourseConfig:
     assignments: tuple[Assignment, ...]
     file_pattern: str  # flat LMS exports: regex with a student_id group
     memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
+    sandbox: str = "auto"  # auto | unshare | bwrap | none: see course/sandbox.py
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -125,7 +129,15 @@ def load(root: str | Path | None = None) -> CourseConfig:
         assignments=tuple(assignments),
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
         memory_gb=float(grading.get("memory_gb", 0)),
+        sandbox=_choice(grading.get("sandbox", "auto"), SANDBOXES, f"{path} [grading] sandbox"),
     )
+
+
+def _choice(value, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise CourseConfigError(f"{where} = {value!r}; expected one of "
+                                + ", ".join(f'"{x}"' for x in allowed))
+    return value
 
 
 def _pattern(value, path: Path) -> str:
