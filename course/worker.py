@@ -31,6 +31,7 @@ from pathlib import Path
 import nbformat
 
 from course.config import load
+from course.leaks import grader_secrets, redact_notebook
 from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
 from course.results import digest, grading_inputs, run_problem, student_errors, write_result
 from course.sandbox import row_note, sandboxed
@@ -97,11 +98,18 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
                             reason=f"{failure_reason(text)}; {note}",
                             seconds=round(time.perf_counter() - start, 1))
     executed = course_dir / "autograded" / sid / a.id / a.notebook
-    shutil.copy(executed, workdir / "autograded.ipynb")
-    trimmed = count_trimmed(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    trimmed = count_trimmed(nb)
+    # What the student's code printed goes back to them as feedback: no solution, hidden
+    # test or autograder line may be in it (the sandbox should make this find nothing).
+    redacted = redact_notebook(nb, grader_secrets(cfg.source_notebook(a)))
+    nbformat.write(nb, workdir / "autograded.ipynb")
     problem = run_problem(executed)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
+    if redacted:
+        problem = "; ".join(filter(None, [problem, f"{redacted} output line(s) redacted: they "
+                                          "held solution, hidden-test or autograder text"]))
     errors = student_errors(executed)
     return write_result(workdir, **fields, status="partial" if problem else "graded",
                         reason="; ".join(filter(None, [problem, errors and f"errors: {errors}",
