@@ -57,6 +57,7 @@ class CourseConfig:
     file_pattern: str  # flat LMS exports: regex with a student_id group
     memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
     sandbox: str = "auto"  # auto | unshare | bwrap | none: see course/sandbox.py
+    scratch_mb: int = 1024  # the sandboxed kernel's writable folder (a tmpfs), in MB
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -130,6 +131,7 @@ def load(root: str | Path | None = None) -> CourseConfig:
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
         memory_gb=float(grading.get("memory_gb", 0)),
         sandbox=_choice(grading.get("sandbox", "auto"), SANDBOXES, f"{path} [grading] sandbox"),
+        scratch_mb=_get({"scratch_mb": 1024, **grading}, "scratch_mb", int, f"{path} [grading]"),
     )
 
 

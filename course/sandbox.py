@@ -27,7 +27,6 @@ NOT_SANDBOXED = "not sandboxed"
 INIT = Path(__file__).with_name("sandbox_init.py")
 UID_BASE = 1_000_000_000  # + the worker's pid: a user no file and no other worker has
 NPROC = 256  # processes and threads of the kernel's user: a fork bomb stops there
-SCRATCH_MB = 1024  # the kernel's writable folder, a tmpfs
 # What the kernel's environment keeps of the worker's; everything else (tokens, the
 # instructor's settings, real-data paths) stays out.
 KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "NBGRADER_EXECUTION", "OMP_NUM_THREADS",
@@ -150,7 +149,8 @@ def _kernel_manager_class():
             os.chmod(ipc, 0o700)
             os.chown(self.connection_file, uid, uid)  # jupyter_client wrote it 0600
             home = str(Path(kw.get("cwd") or os.getcwd()).resolve())
-            spec = {"uid": uid, "nproc": NPROC, "scratch_mb": SCRATCH_MB, "home": home,
+            spec = {"uid": uid, "nproc": NPROC, "scratch_mb": self.sandbox["scratch_mb"],
+                    "home": home,
                     "hide": _hidden(self.sandbox.get("hide", [])),
                     "keep": [[d, False] for d in _package_dirs()] + [[str(ipc), True]]}
             wrapped = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
@@ -177,7 +177,7 @@ def execute_class():
     return SandboxedExecute
 
 
-def sandboxed(config, scratch: Path, hide: list[str]):
+def sandboxed(config, scratch: Path, hide: list[str], scratch_mb: int = 1024):
     """``config`` (nbgrader's) with Execute replaced by the sandboxed one."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute
@@ -188,5 +188,6 @@ def sandboxed(config, scratch: Path, hide: list[str]):
     config.Autograde.autograde_preprocessors = steps
     ipc = scratch / "ipc"
     ipc.mkdir(exist_ok=True)
-    config.SandboxedKernelManager.sandbox = {"ipc": str(ipc), "hide": [str(p) for p in hide]}
+    config.SandboxedKernelManager.sandbox = {"ipc": str(ipc), "hide": [str(p) for p in hide],
+                                             "scratch_mb": scratch_mb}
     return config

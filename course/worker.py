@@ -84,7 +84,7 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     config = with_trimming(nbgrader_config(cfg, course_dir, course_dir / "gradebook.db"))
     if sandbox != "none":  # the kernel sees none of these (nor homes, /tmp, the repository)
         hide = [cfg.root, workdir.parent.parent, submission.parent.parent, template.parent]
-        config = sandboxed(config, scratch, [str(p.resolve()) for p in hide])
+        config = sandboxed(config, scratch, [str(p.resolve()) for p in hide], cfg.scratch_mb)
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
     inputs = grading_inputs(cfg, a)
