@@ -27,6 +27,9 @@ REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,
 REF_PATTERN = re.compile(r"^v?\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?$")
 
 
+SANDBOXES = ("auto", "unshare", "bwrap", "none")  # [grading] sandbox; course/sandbox.py
+
+
 class CourseConfigError(ValueError):
     """course.toml is missing a setting or has a wrong value."""
 
@@ -61,6 +64,8 @@ class CourseConfig:
     memory_gb: float = 0.0  # address-space cap per grading worker and its kernel; 0: none
     lms: str = "folders"  # the submissions' shape: folders | canvas | moodle | gradescope
     late_policy: str = "none"  # none | zero | "<N>%/day[ cap <M>%]" (course/late.py)
+    sandbox: str = "auto"  # auto | unshare | bwrap | none: see course/sandbox.py
+    scratch_mb: int = 1024  # the sandboxed kernel's writable folder (a tmpfs), in MB
 
     def assignment(self, assignment_id: str) -> Assignment:
         """The assignment with this id, or an error listing the known ones."""
@@ -139,8 +144,10 @@ def load(root: str | Path | None = None) -> CourseConfig:
         assignments=tuple(assignments),
         file_pattern=_pattern(grading.get("file_pattern", DEFAULT_FILE_PATTERN), path),
         memory_gb=float(grading.get("memory_gb", 0)),
-        lms=_lms(grading.get("lms", "folders"), path),
+        lms=_choice(grading.get("lms", "folders"), LMS_CHOICES, f"{path} [grading] lms"),
         late_policy=_late_policy(grading.get("late_policy", "none"), path),
+        sandbox=_choice(grading.get("sandbox", "auto"), SANDBOXES, f"{path} [grading] sandbox"),
+        scratch_mb=_get({"scratch_mb": 1024, **grading}, "scratch_mb", int, f"{path} [grading]"),
     )
 
 
@@ -152,11 +159,10 @@ def _late_policy(value, path: Path) -> str:
     return str(value)
 
 
-def _lms(value, path: Path) -> str:
-    """The export shape `course grade` expects by default."""
-    if value not in LMS_CHOICES:
-        raise CourseConfigError(f"{path} [grading] lms = {value!r}; expected one of "
-                                f"{', '.join(LMS_CHOICES)}")
+def _choice(value, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise CourseConfigError(f"{where} = {value!r}; expected one of "
+                                + ", ".join(f'"{x}"' for x in allowed))
     return value
 
 

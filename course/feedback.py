@@ -6,13 +6,49 @@ and cut every error in a test cell down to its last line (``AssertionError: expe
 ..., got ...``): a traceback would print the hidden test's source line by line.
 The checks therefore say what they checked, what they expected and what came back in
 their messages; that message is what the student reads.
+
+Student code can print what it read (a solution notebook, a hidden check): `RedactLeaks`
+removes every output line that holds a secret line (`course.leaks.grader_secrets`) before
+the feedback is rendered.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
+from traitlets import Unicode
+
+from course.leaks import grader_secrets, redact_notebook
+
+
+class RedactLeaks(NbGraderPreprocessor):
+    """Remove output lines holding solution, hidden-test or autograder lines.
+
+    The source notebook is ``source`` when set, else the course folder's
+    ``source/<assignment>/<notebook>.ipynb`` (what nbgrader's feedback step has); the
+    number of lines removed is left in ``resources["redacted"]``.
+    """
+
+    source = Unicode("", help="the instructor's notebook whose secret lines to remove").tag(
+        config=True)
+
+    def _source(self, resources) -> Path | None:
+        if self.source:
+            return Path(self.source)
+        info = resources.get("nbgrader", {})
+        root = self.config.get("CourseDirectory", {}).get("root")
+        if not (root and info.get("assignment") and info.get("notebook")):
+            return None
+        path = Path(root) / "source" / info["assignment"] / f"{info['notebook']}.ipynb"
+        return path if path.is_file() else None
+
+    def preprocess(self, nb, resources):
+        """Redact the whole notebook against the secrets of its source."""
+        resources["redacted"] = redact_notebook(nb, grader_secrets(self._source(resources)))
+        return nb, resources
 
 
 class ShortTestErrors(NbGraderPreprocessor):
@@ -29,4 +65,5 @@ class ShortTestErrors(NbGraderPreprocessor):
 
 
 # The order matters: grades are read first, from the untouched notebook.
-FEEDBACK_PREPROCESSORS = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, ShortTestErrors]
+FEEDBACK_PREPROCESSORS = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, ShortTestErrors,
+                          RedactLeaks]

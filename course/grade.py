@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -27,6 +29,7 @@ from course.gradebook import import_results
 from course.intake import intake
 from course.nbgrader_setup import nbgrader_api, nbgrader_config
 from course.results import changed_inputs, digest, grading_inputs, read_result, write_result
+from course.sandbox import NOT_SANDBOXED, resolve, row_note
 
 
 def in_shard(student_id: str, shard: tuple[int, int] | None) -> bool:
@@ -81,6 +84,45 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+# The workers running now (pid -> process): killed with their kernels when the run stops.
+_LIVE: dict[int, subprocess.Popen] = {}
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def kill_workers() -> None:
+    """Kill every worker this process started that still runs, kernels included."""
+    _STOPPING.set()  # a worker killed now leaves no result: the next run grades it again
+    with _LIVE_LOCK:
+        pids = list(_LIVE)
+    for pid in pids:
+        _kill_tree(pid)
+
+
+class Stopped(KeyboardInterrupt):
+    """`course grade` got SIGTERM (a scheduler's cancel, `kill`): stop like on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM and SIGINT stop the run; either way the workers and their kernels are
+    killed before it returns (they run in sessions of their own, so no signal reaches them)."""
+    def on_term(signum, frame):
+        raise Stopped(f"stopped by signal {signum}")
+
+    _STOPPING.clear()
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        yield
+    except BaseException:
+        kill_workers()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
+
+
 # The instructor's own settings must not change how a submission is graded: the profile
 # comes from NBGRADER_EXECUTION, the data from the synthetic cache.
 NOT_INHERITED = ("COURSE_PROFILE", "RSNA_PNEUMONIA_DIR", "CSPINE_H5")
@@ -106,35 +148,45 @@ def worker_env(workers: int) -> dict[str, str]:
 
 
 def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, notebook: Path,
-               workdir: Path, env: dict[str, str] | None = None) -> dict:
+               workdir: Path, env: dict[str, str] | None = None, sandbox: str = "none") -> dict:
     """Grade one submission in a child process under the notebook timeout; its result."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     cmd = [sys.executable, "-m", "course.worker", str(template), str(notebook), str(workdir),
-           sid, a.id, "--root", str(cfg.root), "--memory-gb", str(cfg.memory_gb)]
+           sid, a.id, "--root", str(cfg.root), "--memory-gb", str(cfg.memory_gb),
+           "--sandbox", sandbox]
     with open(workdir / "worker.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE[proc.pid] = proc
         try:
             code = proc.wait(timeout=cfg.notebook_timeout)
         except subprocess.TimeoutExpired:
             _kill_tree(proc.pid)
             code = None
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop(proc.pid, None)
+    if _STOPPING.is_set():
+        raise Stopped(f"{sid}: stopped with the run")
     done = read_result(workdir)
     if done is not None:
         return done
     inputs = grading_inputs(cfg, a)
     fields = {"student_id": sid, "hash": digest(notebook, inputs), "inputs": inputs,
-              "submission": str(notebook), "notebook": None, "status": "failed"}
+              "submission": str(notebook), "notebook": None, "status": "failed",
+              "sandbox": sandbox}
     if code is None:
         return write_result(workdir, **fields, reason=f"stopped after {cfg.notebook_timeout} s "
-                                                       "(the notebook time limit); scored 0")
+                                                       "(the notebook time limit); scored 0; "
+                                                       f"{row_note(sandbox)}")
     lines = (workdir / "worker.log").read_text(errors="replace").strip().splitlines()
     why = "out of memory" if any("MemoryError" in x for x in lines[-20:]) else (
         lines[-1][:200] if lines else "no output")
     return write_result(workdir, **fields, reason=f"grading process ended with code {code}: "
-                                                   f"{why}")
+                                                   f"{why}; {row_note(sandbox)}")
 
 
 def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
@@ -174,22 +226,33 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
             why.update(changed_inputs(done, inputs))
         else:
             results.append(done)
+    backend = "none"
     if todo:
+        backend = resolve(cfg.sandbox)  # before anything runs: loud when no sandbox can
+        if backend == "none":
+            print(f"WARNING: [grading] sandbox = \"none\": student code runs {NOT_SANDBOXED}, "
+                  "as this user, with the network", file=sys.stderr)
         template = prepare_template(cfg, a, out / "template")
         n = max(1, min(workers or cfg.workers, len(todo)))
         try:
-            with ThreadPoolExecutor(max_workers=n) as pool:
+            with stop_on_signals(), ThreadPoolExecutor(max_workers=n) as pool:
                 env = worker_env(n)
-                jobs = [pool.submit(run_worker, cfg, a, template, sid, nb, work / sid, env)
-                        for sid, nb in todo.items()]
-                for job in tqdm(as_completed(jobs), total=len(jobs), desc=f"grading {a.id}",
-                                disable=not progress):
-                    results.append(job.result())
+                jobs = [pool.submit(run_worker, cfg, a, template, sid, nb, work / sid, env,
+                                    backend) for sid, nb in todo.items()]
+                try:
+                    for job in tqdm(as_completed(jobs), total=len(jobs),
+                                    desc=f"grading {a.id}", disable=not progress):
+                        results.append(job.result())
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    kill_workers()  # before the pool waits for its threads
+                    raise
         finally:
             shutil.rmtree(template, ignore_errors=True)
     if progress:
-        print(f"graded {len(todo)} submission(s), reused {len(found) - len(todo)} unchanged "
-              f"result(s), {len(rows)} without a gradable notebook")
+        print(f"graded {len(todo)} submission(s) ({row_note(backend)}), reused "
+              f"{len(found) - len(todo)} unchanged result(s), {len(rows)} without a gradable "
+              "notebook")
         if why:
             print(f"regraded because {', '.join(sorted(why))} changed since the last run")
     return import_results(cfg, a, out, results)

@@ -100,3 +100,79 @@ def find_leaks(source: Path, student_notebook: Path) -> list[str]:
     leaks += [f"{student_notebook}: imports autograder: {line.strip()!r}" for line in lines
               if AUTOGRADER_IMPORT.match(line)]
     return leaks
+
+
+# -- The feedback side: redact secret lines from the outputs a student gets back. ----------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+JSON_LINE = re.compile(r'^\s*"(.*?)(?:\\n)?",?\s*$')  # a line of an .ipynb file's source
+REDACTED = "[line removed by the grader: it holds solution, hidden-test or autograder text]"
+
+
+def autograder_lines() -> set[str]:
+    """The distinctive lines of the hidden checks' sources (``autograder/*.py``)."""
+    import autograder
+
+    lines = set()
+    for path in sorted(Path(autograder.__file__).parent.glob("*.py")):
+        lines.update(x.strip() for x in path.read_text().splitlines() if distinctive(x))
+    return lines
+
+
+def grader_secrets(source: Path | None) -> set[str]:
+    """Every line no output may carry back to a student: the secret lines of the source
+    notebook (when given) and the distinctive lines of autograder/."""
+    return (secret_lines(source) if source is not None else set()) | autograder_lines()
+
+
+def _forms(line: str) -> set[str]:
+    """The ways a printed line may hold a source line: as is, coloured, HTML-escaped, or as
+    a string of an .ipynb file's JSON."""
+    import html
+    import json
+
+    plain = ANSI.sub("", line).strip()
+    forms = {plain, html.unescape(plain).strip()}
+    found = JSON_LINE.match(plain)
+    if found:
+        try:
+            forms.add(json.loads(f'"{found.group(1)}"').strip())
+        except ValueError:
+            pass
+    return forms
+
+
+def _redact_text(text: str, secrets: set[str]) -> tuple[str, int]:
+    lines = text.split("\n")
+    hits = 0
+    for i, line in enumerate(lines):
+        if line.strip() and _forms(line) & secrets:
+            lines[i], hits = REDACTED, hits + 1
+    return "\n".join(lines), hits
+
+
+def redact_outputs(cell, secrets: set[str]) -> int:
+    """Replace every output line of ``cell`` that holds a secret line; how many were."""
+    hits = 0
+    for out in cell.get("outputs", []):
+        holders = [(out, "text")] if "text" in out else []
+        holders += [(out["data"], k) for k in out.get("data", {}) if k.startswith("text/")]
+        holders += [(out, "evalue")] if "evalue" in out else []
+        for holder, key in holders:
+            value = holder[key]
+            text = "".join(value) if isinstance(value, list) else str(value)
+            holder[key], n = _redact_text(text, secrets)
+            hits += n
+        if "traceback" in out:
+            kept = []
+            for frame in out["traceback"]:
+                frame, n = _redact_text(frame, secrets)
+                kept.append(frame)
+                hits += n
+            out["traceback"] = kept
+    return hits
+
+
+def redact_notebook(nb, secrets: set[str]) -> int:
+    """`redact_outputs` over every cell of a notebook; the number of lines removed."""
+    return sum(redact_outputs(cell, secrets) for cell in nb.cells)

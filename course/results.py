@@ -38,7 +38,8 @@ def grading_inputs(cfg, a) -> dict[str, str]:
     import helpers
 
     limits = {"cell_timeout": cfg.cell_timeout, "notebook_timeout": cfg.notebook_timeout,
-              "memory_gb": cfg.memory_gb}
+              "memory_gb": cfg.memory_gb, "sandbox": cfg.sandbox,
+              "scratch_mb": cfg.scratch_mb}
     return {"the source notebook": _sha(cfg.source_notebook(a).read_bytes()),
             "autograder/": _tree(Path(autograder.__file__).parent),
             "helpers/": _tree(Path(helpers.__file__).parent),

@@ -31,8 +31,10 @@ from pathlib import Path
 import nbformat
 
 from course.config import load
+from course.leaks import grader_secrets, redact_notebook
 from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
 from course.results import digest, grading_inputs, run_problem, student_errors, write_result
+from course.sandbox import row_note, sandboxed
 from course.trim import count_trimmed, with_trimming
 
 GENERIC = ("Please see the", "NbGraderException")
@@ -58,7 +60,7 @@ def cap_memory(gigabytes: float) -> None:
 
 
 def grade_one(root: Path | None, template: Path, submission: Path, workdir: Path, sid: str,
-              assignment_id: str) -> dict:
+              assignment_id: str, sandbox: str = "none") -> dict:
     """Autograde one submission in WORKDIR; return (and write) its result."""
     cfg = load(root)
     a = cfg.assignment(assignment_id)
@@ -67,39 +69,51 @@ def grade_one(root: Path | None, template: Path, submission: Path, workdir: Path
     # copy of the course (no solutions), not to other students' work.
     scratch = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
-        return _autograde(cfg, a, template, submission, workdir, sid, scratch, start)
+        return _autograde(cfg, a, template, submission, workdir, sid, scratch, start, sandbox)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str,
-               scratch: Path, start: float) -> dict:
+               scratch: Path, start: float, sandbox: str) -> dict:
     course_dir = scratch / "nbgrader"
     shutil.copytree(template, course_dir)
     target = course_dir / "submitted" / sid / a.id / a.notebook
     target.parent.mkdir(parents=True)
     shutil.copy(submission, target)
     config = with_trimming(nbgrader_config(cfg, course_dir, course_dir / "gradebook.db"))
+    if sandbox != "none":  # the kernel sees none of these (nor homes, /tmp, the repository)
+        hide = [cfg.root, workdir.parent.parent, submission.parent.parent, template.parent]
+        config = sandboxed(config, scratch, [str(p.resolve()) for p in hide], cfg.scratch_mb)
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
     inputs = grading_inputs(cfg, a)
     fields = {"student_id": sid, "hash": digest(submission, inputs), "inputs": inputs,
-              "submission": str(submission)}
+              "submission": str(submission), "sandbox": sandbox}
+    note = row_note(sandbox)
     if not result["success"]:
         text = "\n".join(filter(None, [result.get("log"), result.get("error")]))
         (workdir / "nbgrader.log").write_text(text)
         return write_result(workdir, **fields, status="failed", notebook=None,
-                            reason=failure_reason(text),
+                            reason=f"{failure_reason(text)}; {note}",
                             seconds=round(time.perf_counter() - start, 1))
     executed = course_dir / "autograded" / sid / a.id / a.notebook
-    shutil.copy(executed, workdir / "autograded.ipynb")
-    trimmed = count_trimmed(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    trimmed = count_trimmed(nb)
+    # What the student's code printed goes back to them as feedback: no solution, hidden
+    # test or autograder line may be in it (the sandbox should make this find nothing).
+    redacted = redact_notebook(nb, grader_secrets(cfg.source_notebook(a)))
+    nbformat.write(nb, workdir / "autograded.ipynb")
     problem = run_problem(executed)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
+    if redacted:
+        problem = "; ".join(filter(None, [problem, f"{redacted} output line(s) redacted: they "
+                                          "held solution, hidden-test or autograder text"]))
     errors = student_errors(executed)
     return write_result(workdir, **fields, status="partial" if problem else "graded",
-                        reason="; ".join(filter(None, [problem, errors and f"errors: {errors}"])),
+                        reason="; ".join(filter(None, [problem, errors and f"errors: {errors}",
+                                                       note])),
                         notebook="autograded.ipynb",
                         seconds=round(time.perf_counter() - start, 1))
 
@@ -113,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("assignment")
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--memory-gb", type=float, default=0.0)
+    parser.add_argument("--sandbox", default="none", choices=("unshare", "none"))
     args = parser.parse_args(argv)
     cap_memory(args.memory_gb)
     # The process environment is set up here, before nbgrader (and its threads) start.
     put_bin_on_path()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     grade_one(args.root, args.template, args.submission, args.workdir, args.student,
-              args.assignment)
+              args.assignment, args.sandbox)
     return 0
 
 

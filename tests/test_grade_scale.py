@@ -35,12 +35,13 @@ def _with_cells(nb, sources, at=3):
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """The toy course with a 40 s notebook limit and a 3 GB memory cap; its notebooks
+    """The toy course with a 40 s notebook limit, a 3 GB memory cap and 128 MB of sandbox
+    scratch; its notebooks
     (a release notebook: header cell, title, add, add test, mul, mul test)."""
     root = write_toy_course(tmp_path_factory.mktemp("course"))
     toml = root / "course" / "course.toml"
     toml.write_text(toml.read_text().replace("notebook_timeout = 300", "notebook_timeout = 40")
-                    .replace("workers = 1", "workers = 2\nmemory_gb = 3"))
+                    .replace("workers = 1", "workers = 2\nmemory_gb = 3\nscratch_mb = 128"))
     assert main(["release", "--root", str(root)]) == 0
     cfg = load(root)
     source = nbformat.read(cfg.source_notebook(cfg.assignments[0]), as_version=4)
@@ -150,7 +151,7 @@ SNOOP = """import json, pathlib
 for p in pathlib.Path("../../..").rglob("*.ipynb"):  # the grading folder, from the notebook
     for c in json.loads(p.read_text()).get("cells", []):
         text = "".join(c["source"])
-        if "BEGIN SOLUTION" in text:
+        if "BEGIN SOLUTION" in text and "rglob" not in text:  # not this cell itself
             exec(text)  # a solution found on disk would answer both exercises
 """
 
@@ -269,3 +270,133 @@ def test_a_changed_grading_input_regrades_everyone_and_says_why(course, honest, 
     assert all(_stamps(out)[s] != again[s] for s in again)
     assert "regraded because the limits changed since the last run" in capsys.readouterr().out
     assert _totals(out) == expected
+
+
+def _bomb():
+    # Every process forks for ever, sleeping when the kernel refuses; the cell time limit's
+    # interrupt ends them (the children leave through `finally`, never into the kernel).
+    return ("import os, time\nfirst = os.getpid()\ntry:\n    while True:\n        try:\n"
+            "            os.fork()\n        except OSError:\n            time.sleep(0.05)\n"
+            "finally:\n    if os.getpid() != first:\n        os._exit(0)")
+
+
+def _sandbox_attacks(cfg, out, port):
+    """Student id -> (cells inserted before the add test, what the row's reason must say)."""
+    from course.config import REPO_ROOT
+
+    read = ("import pathlib\nfor p in [{paths}]:\n    print(p)\n"
+            "    print(pathlib.Path(p).read_text())")
+    targets = [cfg.source_notebook(cfg.assignments[0]), REPO_ROOT / "README.md",
+               out / "work" / "s1" / "autograded.ipynb", out / "work" / "s1" / "result.json"]
+    return {
+        "reads_source": ([read.format(paths=", ".join(repr(str(p)) for p in targets))],
+                         "FileNotFoundError"),
+        "reads_home": (["import os\nprint(os.listdir(os.path.expanduser('~root')))\n"
+                        "print(open('/root/.bashrc').read())"], "FileNotFoundError"),
+        "calls_home": ([f"import socket\nsocket.create_connection(('127.0.0.1', {port}), "
+                        "timeout=3)"], "OSError"),
+        "leaves_a_process": (["import subprocess\nsubprocess.Popen(['sleep', '31337'], "
+                              "start_new_session=True)"], None),
+        "prints_the_token": (["import os\nprint('token:', os.environ.get('COURSE_TEST_TOKEN'))\n"
+                              "print(open('/proc/1/environ').read())"], None),
+        "fork_bomb": ([_bomb()], "CellTimeoutError"),
+        "fills_the_disk": (["with open('big', 'wb') as f:\n    for _ in range(40):\n"
+                            "        f.write(b'x' * 64 * 1024**2)"], "OSError"),
+    }
+
+
+@pytest.mark.slow
+def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, monkeypatch):
+    """With the sandbox on (unshare, as root): a kernel reads no solution, no other student
+    and no home, reaches no listener on this machine's loopback, sees no token of the
+    instructor, leaves no process behind, and a fork bomb or a full disk costs only its own
+    submission. Every honest score is exact and nothing secret reaches any feedback."""
+    import select
+    import socket
+
+    import psutil
+
+    cfg, source, blank, half = course
+    subs, expected = honest
+    if os.geteuid() != 0:
+        pytest.skip("the unshare backend needs root")
+    token = "course-test-token-5f1c9a"
+    monkeypatch.setenv("COURSE_TEST_TOKEN", token)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    out = tmp_path / "out"
+    mixed = tmp_path / "mixed"
+    for sid in expected:
+        _put(mixed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
+    attacks = _sandbox_attacks(cfg, out, listener.getsockname()[1])
+    for sid, (cells, _) in attacks.items():
+        _put(mixed / sid, _with_cells(half, cells))
+    try:
+        assert main(["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]
+                    ) == 0
+        assert select.select([listener], [], [], 0)[0] == [], "a kernel reached the listener"
+    finally:
+        listener.close()
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("student_id")
+    for sid, points in expected.items():
+        assert table.loc[sid, "total"] == points, (sid, table.loc[sid].to_dict())
+    assert (table["reason"].str.contains("sandbox=unshare")).all()
+    for sid, (_, says) in attacks.items():
+        assert table.loc[sid, "total"] <= 2, (sid, table.loc[sid].to_dict())
+        if says:
+            assert says in table.loc[sid, "reason"], (sid, table.loc[sid, "reason"])
+    assert table.loc["leaves_a_process", "total"] == 2
+    assert table.loc["prints_the_token", "total"] == 2
+    stray = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+             if p.info["cmdline"] and "31337" in p.info["cmdline"]]
+    assert not stray, "a background process outlived grading"
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_text(errors="replace"), path
+    # nothing the release does not show: no mul solution (s1's), no hidden test
+    # (the executed notebooks hold the restored hidden tests: only their outputs count)
+    for sid in attacks:
+        executed = nbformat.read(out / "work" / sid / "autograded.ipynb", as_version=4)
+        outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
+        for text in (outputs, (out / "feedback" / f"{sid}.html").read_text()):
+            assert "product_of_both" not in text and "mul(6, 7)" not in text, sid
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        assert {s.id for s in gb.students} == set(expected) | set(attacks)
+
+
+@pytest.mark.slow
+def test_sigterm_to_course_grade_kills_its_workers_and_kernels(course, honest, tmp_path):
+    """A scheduler's cancel (SIGTERM) must not leave workers or kernels running: they live
+    in sessions of their own, so `course grade` kills them itself."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    cfg, source, blank, half = course
+    subs = tmp_path / "subs"
+    for sid in ("spin1", "spin2"):
+        _put(subs / sid, _with_cells(half, ["import time\nwhile True:\n    time.sleep(0.01)"]
+                                     * 6))
+    proc = subprocess.Popen([sys.executable, "-m", "course", "grade", "toy", str(subs),
+                             "--out", str(tmp_path / "out"), "--root", str(cfg.root)])
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    family = []
+    while time.monotonic() < deadline:
+        family = me.children(recursive=True)
+        if sum("ipykernel_launcher" in " ".join(p.cmdline()) for p in family
+               if p.is_running()) >= 2:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("no kernels started")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not list((tmp_path / "out" / "work").glob("*/result.json"))  # graded again next time

@@ -1,0 +1,193 @@
+"""A sandbox per graded notebook: the kernel runs with no network, as a user of its own, in
+its own PID namespace, seeing only the interpreter, the installed packages and its folder.
+
+`resolve` picks the backend for a run (``[grading] sandbox``): "unshare" (util-linux
+``unshare`` for the network, PID and mount namespaces, then `course.sandbox_init` as root
+inside them drops to the kernel's user); "none" only when asked for. "auto" takes the first
+backend that works here and fails loudly, naming the setting, where none does.
+
+In the worker, `SandboxedExecute` replaces nbgrader's Execute preprocessor: its kernel
+manager talks to the kernel over jupyter_client's IPC transport (Unix sockets in a folder
+shared with the sandbox: TCP cannot cross an empty network namespace) and wraps the kernel
+command (`SandboxedKernelManager._async_launch_kernel`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BACKENDS = ("auto", "unshare", "bwrap", "none")
+NOT_SANDBOXED = "not sandboxed"
+INIT = Path(__file__).with_name("sandbox_init.py")
+UID_BASE = 1_000_000_000  # + the worker's pid: a user no file and no other worker has
+NPROC = 256  # processes and threads of the kernel's user: a fork bomb stops there
+# What the kernel's environment keeps of the worker's; everything else (tokens, the
+# instructor's settings, real-data paths) stays out.
+KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "NBGRADER_EXECUTION", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NO_ALBUMENTATIONS_UPDATE",
+            "PYTHONHASHSEED", "JPY_SESSION_NAME")
+# Not JPY_PARENT_PID (jupyter_client sets it unless the kernel is "independent"): ipykernel
+# would poll for that parent and, seeing PID 1 (the sandbox's init) as its parent instead,
+# shut itself down. The init ends the kernel with the worker.
+
+
+class SandboxError(RuntimeError):
+    """No sandbox backend can run here, or the one asked for cannot."""
+
+
+def _unshare_works() -> str | None:
+    """Why the unshare backend cannot run here, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"Linux namespaces are not available on {sys.platform}"
+    if shutil.which("unshare") is None:
+        return "util-linux `unshare` is not installed"
+    if os.geteuid() != 0:
+        return ("the unshare backend needs root (it mounts and switches to an unprivileged "
+                "user); run `course grade` as root or install bubblewrap")
+    probe = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"`{' '.join(probe)}` failed: {err}"
+    if done.returncode != 0:
+        return f"`{' '.join(probe)}` failed: {done.stderr.strip()[:200]}"
+    return None
+
+
+def resolve(asked: str) -> str:
+    """The backend a run uses for ``[grading] sandbox = asked``; SandboxError if it cannot."""
+    if asked not in BACKENDS:
+        raise SandboxError(f"[grading] sandbox = {asked!r}; expected one of {BACKENDS}")
+    if asked == "none":
+        return "none"
+    if asked == "bwrap":
+        raise SandboxError('[grading] sandbox = "bwrap" is not built yet; use "unshare" '
+                           '(as root) or "auto"')
+    why = _unshare_works()
+    if why is None:
+        return "unshare"
+    raise SandboxError(f"no grading sandbox can run on this machine ({why}). Student code "
+                       'would run unconfined; to grade anyway, set [grading] sandbox = "none" '
+                       "in course/course.toml (every row will then say "
+                       f"{NOT_SANDBOXED!r})")
+
+
+def row_note(backend: str) -> str:
+    """What every grades.csv row of a run says about its sandbox."""
+    return NOT_SANDBOXED if backend == "none" else f"sandbox={backend}"
+
+
+def _package_dirs() -> list[str]:
+    """Folders the kernel must import from: the interpreter, site-packages, and the parents
+    of this course's packages (helpers, autograder)."""
+    import autograder
+    import helpers
+
+    dirs = {sys.base_prefix, sys.prefix, *(p for p in sys.path if "-packages" in p)}
+    dirs |= {str(Path(m.__file__).parent) for m in (helpers, autograder)}
+    return sorted(d for d in dirs if d and os.path.isdir(d))
+
+
+# Top-level folders the kernel sees: the system's programs, libraries and settings. Every
+# other one (/home, /root, /tmp, /var, /run, /srv, /opt, /work, ...) is covered by an empty
+# tmpfs, and only the interpreter and the packages are bound back (`_package_dirs`).
+SYSTEM = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
+                    "sbin", "sys", "usr"})
+
+
+def _hidden(extra: list[str]) -> list[str]:
+    """What the kernel must not see: every top-level folder but the system's, /dev/shm, and
+    ``extra`` (the course, OUT, the submissions: in case they live in a system folder)."""
+    from course.config import REPO_ROOT
+
+    hide = [str(p) for p in Path("/").iterdir() if p.is_dir() and not p.is_symlink()
+            and p.name not in SYSTEM]
+    hide += ["/dev/shm", str(Path.home()), tempfile.gettempdir(), str(REPO_ROOT), *extra]
+    return sorted({str(Path(p).resolve()) for p in hide if Path(p).resolve() != Path("/")})
+
+
+def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
+    """The scrubbed environment of a sandboxed kernel."""
+    import autograder
+    import helpers
+
+    roots = {str(Path(m.__file__).parent.parent) for m in (helpers, autograder)}
+    bindir = str(Path(sys.executable).parent)
+    kept = {k: v for k, v in env.items() if k in KEEP_ENV}
+    return {**kept, "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
+            "TMPDIR": home, "PYTHONPATH": os.pathsep.join(sorted(roots)),
+            "MPLCONFIGDIR": home, "LANG": env.get("LANG", "C.UTF-8")}
+
+
+def _kernel_manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Dict
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        """A kernel manager that starts its kernel inside the sandbox, over IPC."""
+
+        sandbox = Dict(help="ipc: the socket folder; hide: extra paths to hide").tag(
+            config=True)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            ipc = Path(self.sandbox["ipc"])
+            self.transport = "ipc"
+            self.ip = str(ipc / "k")
+            self.connection_file = str(ipc / "kernel.json")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            uid = UID_BASE + os.getpid()
+            ipc = Path(self.sandbox["ipc"])
+            os.chown(ipc, uid, uid)
+            os.chmod(ipc, 0o700)
+            os.chown(self.connection_file, uid, uid)  # jupyter_client wrote it 0600
+            home = str(Path(kw.get("cwd") or os.getcwd()).resolve())
+            spec = {"uid": uid, "nproc": NPROC, "scratch_mb": self.sandbox["scratch_mb"],
+                    "home": home,
+                    "hide": _hidden(self.sandbox.get("hide", [])),
+                    "keep": [[d, False] for d in _package_dirs()] + [[str(ipc), True]]}
+            wrapped = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
+                       sys.executable, "-I", "-S", str(INIT), json.dumps(spec), *kernel_cmd]
+            kw["env"] = kernel_env(kw.get("env") or dict(os.environ), home)
+            kw["independent"] = True  # see KEEP_ENV
+            return await super()._async_launch_kernel(wrapped, **kw)
+
+    return SandboxedKernelManager
+
+
+def execute_class():
+    """nbgrader's Execute preprocessor, starting its kernels in the sandbox."""
+    from nbgrader.preprocessors import Execute
+
+    manager = _kernel_manager_class()
+
+    class SandboxedExecute(Execute):
+        def __init__(self, *args, **kwargs):
+            kwargs["kernel_manager_class"] = manager  # nbgrader's own default is set so
+            super().__init__(*args, **kwargs)
+
+    SandboxedExecute.__name__ = "SandboxedExecute"
+    return SandboxedExecute
+
+
+def sandboxed(config, scratch: Path, hide: list[str], scratch_mb: int = 1024):
+    """``config`` (nbgrader's) with Execute replaced by the sandboxed one."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+
+    steps = list(config.Autograde.get("autograde_preprocessors")
+                 or Autograde.autograde_preprocessors.default())
+    steps[steps.index(Execute)] = execute_class()
+    config.Autograde.autograde_preprocessors = steps
+    ipc = scratch / "ipc"
+    ipc.mkdir(exist_ok=True)
+    config.SandboxedKernelManager.sandbox = {"ipc": str(ipc), "hide": [str(p) for p in hide],
+                                             "scratch_mb": scratch_mb}
+    return config
