@@ -13,8 +13,9 @@ from nbgrader.api import Gradebook
 
 from course.cli import main
 from course.config import load
-from course.grade import grade, in_shard, worker_env
+from course.grade import grade, in_shard
 from course.gradebook import merge
+from course.pool import worker_env
 from tests.toy_course import ADD_SOLUTION, MUL_SOLUTION, write_toy_course
 
 STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
