@@ -24,6 +24,7 @@ from autograder import cspine_checks as checks
 from autograder.common import calibration_cases, compare_sample
 from autograder.reference_datasets import CSpineH5Dataset, to_sample
 from course.config import load
+from helpers import progress
 from helpers.data.cspine_pack import pack_cspine
 from helpers.data.hdf5 import open_cspine, read_column
 from helpers.models import replace_head
@@ -157,7 +158,7 @@ def test_solution_and_visible_check_read_a_packed_file(sol, tmp_path):
     visible = cell.split("### BEGIN HIDDEN TESTS")[0]
     labels = read_column(out, "labels")
     exec(visible, {**sol, "h5_path": out, "has_box": labels == 1, "slice_px": 256,  # noqa: S102
-                   "eval_transforms": eval_transforms})
+                   "eval_transforms": eval_transforms, "progress": progress})
 
 
 def test_head(sol):
