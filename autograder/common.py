@@ -182,8 +182,17 @@ def hook_count(module: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in module.modules())
 
 
-def check_gradcam(cam_fn) -> None:
-    """Student Grad-CAM maps against the reference for two predicted boxes, hooks released."""
+def check_gradcam(cam_fn, frozen_backbone: bool = False) -> None:
+    """Student Grad-CAM maps against the reference for two predicted boxes, hooks released.
+
+    With ``frozen_backbone`` the same comparison runs a second time on a copy of the model
+    whose backbone parameters have ``requires_grad=False``, as after fine-tuning the heads.
+    pytorch-grad-cam 1.5.x's ``GradCAM`` does not make its input require grad (only CAMs built
+    with ``compute_input_gradient=True`` do), so on such a model no gradient reaches
+    ``layer4`` unless the caller's input requires grad: the CAM then fails inside
+    ``get_cam_weights`` (``'NoneType' object has no attribute 'shape'``). Without the flag
+    (the pneumonia check) the behaviour is the one it always had.
+    """
     model = tiny_detector(seed=11)
     image = torch.full((3, 64, 64), 0.15)
     image[:, 8:30, 34:58] = 0.85
@@ -193,14 +202,34 @@ def check_gradcam(cam_fn) -> None:
         raise RuntimeError("the check's fixture model predicted fewer than 2 boxes")
     ious = torchvision.ops.box_iou(boxes[:1], boxes)[0]
     picks = [0, int(torch.argmin(ious))]
+    _compare_gradcam(cam_fn, model, image, boxes, picks, "")
+    if frozen_backbone:
+        frozen = tiny_detector(seed=11)
+        for p in frozen.backbone.parameters():
+            p.requires_grad_(False)
+        _compare_gradcam(cam_fn, frozen, image, boxes, picks,
+                         " on a model whose backbone is frozen (requires_grad=False)")
+
+
+def _compare_gradcam(cam_fn, model: nn.Module, image: torch.Tensor, boxes: torch.Tensor,
+                     picks: list[int], where: str) -> None:
     for k in picks:
         box = boxes[k].clone()
         want = gradcam_reference.gradcam_for_box(model, image, box)
-        got = np.asarray(run_without(cam_fn, GRADCAM_REFS, model, image.clone(), box.clone()),
-                         dtype=np.float32)
+        try:
+            got = run_without(cam_fn, GRADCAM_REFS, model, image.clone(), box.clone())
+        except AssertionError:
+            raise  # a tripwire, or the student's own assert
+        except Exception as err:
+            if not where:
+                raise
+            fail(f"Grad-CAM map of predicted box {k}{where}", box.tolist(),
+                 f"shape {want.shape}, mean {want.mean():.4f} (does the input require grad?)",
+                 f"{type(err).__name__}: {err}")
+        got = np.asarray(got, dtype=np.float32)
         if hook_count(model):
-            fail("hooks after the call", f"box {k}", 0, hook_count(model))
+            fail(f"hooks after the call{where}", f"box {k}", 0, hook_count(model))
         if got.shape != want.shape or not np.allclose(got, want, atol=1e-3):
-            fail(f"Grad-CAM map of predicted box {k}", box.tolist(),
+            fail(f"Grad-CAM map of predicted box {k}{where}", box.tolist(),
                   f"shape {want.shape}, mean {want.mean():.4f}",
                   f"shape {got.shape}, mean {float(got.mean()) if got.size else 'n/a'}")

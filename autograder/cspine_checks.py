@@ -23,11 +23,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 import helpers.calibration
 import helpers.metrics
 import helpers.models
-from autograder import reference_datasets
+from autograder import common, reference_datasets
 from autograder.common import (
     MATCH_REFS,
     calibration_cases,
-    check_gradcam,
     check_iou,
     compare_pr,
     compare_sample,
@@ -285,3 +284,13 @@ def check_ece(ece_fn) -> None:
     empty = float(run_without(ece_fn, ECE_REFS, np.zeros(0), np.zeros(0, dtype=bool)))
     if not math.isnan(empty):
         fail("ECE of no detections", "empty arrays", "nan", empty)
+
+
+# ------------------------------------------------------------------ Grad-CAM
+
+
+def check_gradcam(cam_fn) -> None:
+    """The first assignment's Grad-CAM check, and the same maps on a frozen-backbone model:
+    the notebook runs the student's function on the fine-tuned model, whose backbone is
+    frozen, so a passing solution must make its input require grad."""
+    common.check_gradcam(cam_fn, frozen_backbone=True)

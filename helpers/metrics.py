@@ -26,6 +26,9 @@ version of that question:
   image costs as much as missing a whole image's lesions.
 * **Recall by size** and the **image-level report** ask where the misses are and
   whether the model at least tells sick images from healthy ones.
+* **Bootstrap confidence interval** (``bootstrap_ci``): how much a number would move on
+  another sample of patients. Whole groups (studies, patients) are resampled, because the
+  slices of one patient are not independent observations.
 
 Conventions: predictions and targets are lists (one entry per image) of dicts holding
 ``boxes`` [N, 4] as [x1, y1, x2, y2] pixels, predictions also ``scores`` [N]. ``labels``
@@ -58,7 +61,8 @@ from helpers.matching import (
     score_ordered_ious,
 )
 
-__all__ = ["COCO_STAT_NAMES", "RSNA_IOU_THRESHOLDS", "SIZE_BINS", "best_f1_threshold", "box_iou",
+__all__ = ["COCO_STAT_NAMES", "RSNA_IOU_THRESHOLDS", "SIZE_BINS", "best_f1_threshold",
+           "bootstrap_ci", "box_iou",
            "coco_map", "image_level_report", "match_detections", "precision_recall",
            "recall_by_size", "rsna_metric", "threshold_sweep", "to_coco"]
 
@@ -273,3 +277,47 @@ def image_level_report(preds: Sequence[Mapping], targets: Sequence[Mapping],
             "roc_auc": float(roc_auc_score(y_true, y_score)) if both else math.nan,
             "confusion_matrix": confusion_matrix(y_true, y_pred, labels=[0, 1]),
             "y_true": y_true, "y_score": y_score, "score_thresh": score_thresh}
+
+
+def bootstrap_ci(values_or_fn, groups, n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Estimate and percentile bootstrap interval of a statistic, resampling whole groups.
+
+    ``groups`` holds one group label per row (a study UID per slice, or one row per study).
+    Each of ``n_boot`` draws picks as many groups as there are, uniformly with replacement,
+    and takes all rows of each pick (a group drawn twice counts twice). The statistic is the
+    mean of ``values_or_fn`` over the drawn rows when it is an array of per-row values, or
+    ``values_or_fn(rows)`` when it is a function of an integer index array (with repeats)
+    returning a float. Returns ``(estimate, low, high)``: the statistic on all rows, and the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the draws (2.5 % and 97.5 %
+    by default). Draws whose statistic is NaN (say, a recall over a draw that holds no
+    fractured study) are left out; when every draw is NaN, so are ``low`` and ``high``.
+    """
+    labels = np.asarray(groups)
+    if labels.ndim != 1 or len(labels) == 0:
+        raise ValueError(f"groups has shape {labels.shape}; expected one label per row")
+    if callable(values_or_fn):
+        stat = values_or_fn
+    else:
+        values = np.asarray(values_or_fn, dtype=np.float64)
+        if values.shape != labels.shape:
+            raise ValueError(f"values have shape {values.shape} but groups {labels.shape}")
+
+        def stat(rows):
+            return float(values[rows].mean())
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}; expected a fraction in (0, 1)")
+    codes, uniques = pd.factorize(labels)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    rows_of = [order[starts[g]:starts[g + 1]] for g in range(len(uniques))]
+    rng = np.random.default_rng(seed)
+    draws = np.array([float(stat(np.concatenate([rows_of[g] for g in
+                                                 rng.integers(0, len(uniques), len(uniques))])))
+                      for _ in range(int(n_boot))])
+    draws = draws[~np.isnan(draws)]
+    estimate = float(stat(np.arange(len(labels))))
+    if len(draws) == 0:
+        return estimate, math.nan, math.nan
+    low, high = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    return estimate, float(low), float(high)

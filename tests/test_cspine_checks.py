@@ -24,6 +24,7 @@ from autograder import cspine_checks as checks
 from autograder.common import calibration_cases, compare_sample
 from autograder.reference_datasets import CSpineH5Dataset, to_sample
 from course.config import load
+from helpers import progress
 from helpers.data.cspine_pack import pack_cspine
 from helpers.data.hdf5 import open_cspine, read_column
 from helpers.models import replace_head
@@ -157,7 +158,7 @@ def test_solution_and_visible_check_read_a_packed_file(sol, tmp_path):
     visible = cell.split("### BEGIN HIDDEN TESTS")[0]
     labels = read_column(out, "labels")
     exec(visible, {**sol, "h5_path": out, "has_box": labels == 1, "slice_px": 256,  # noqa: S102
-                   "eval_transforms": eval_transforms})
+                   "eval_transforms": eval_transforms, "progress": progress})
 
 
 def test_head(sol):
@@ -307,3 +308,24 @@ def test_ece(sol):
 
 def test_gradcam(sol):
     checks.check_gradcam(sol["gradcam_for_box"])
+
+
+def _gradcam_without_input_grad(model, image, box, label=1):
+    """The solution without ``requires_grad_`` on the input: pytorch-grad-cam 1.5.x's GradCAM
+    does not set it itself (``compute_input_gradient`` defaults to False)."""
+    where = next(model.parameters()).device
+    box_target = FasterRCNNBoxScoreTarget(labels=[int(label)],
+                                          bounding_boxes=[torch.as_tensor(box).reshape(4)])
+    model = model.eval()
+    with GradCAM(model=model, target_layers=[model.backbone.body.layer4]) as cam:
+        maps = cam(input_tensor=image[None].to(where), targets=[box_target])
+    model.zero_grad(set_to_none=True)
+    return maps[0]
+
+
+def test_gradcam_without_input_grad_fails_only_on_the_frozen_backbone():
+    from autograder import common
+
+    common.check_gradcam(_gradcam_without_input_grad)  # the pneumonia check: unchanged
+    with pytest.raises(AssertionError, match="backbone is frozen"):
+        checks.check_gradcam(_gradcam_without_input_grad)

@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from helpers.metrics import (
+    bootstrap_ci,
     box_iou,
     coco_map,
     image_level_report,
@@ -335,3 +336,36 @@ def test_coco_map_falls_back_to_pycocotools(monkeypatch):
     _assert_stats_equal(coco_map(preds, targets), expected)
     with pytest.raises(ImportError):
         coco_map(preds, targets, backend="faster_coco_eval")
+
+
+def test_bootstrap_ci_resamples_whole_groups():
+    # Two studies: one with 3 slices all 1, one with 1 slice 0. Resampling studies can only
+    # give means 0, 1 or 3/4; resampling slices would give other values.
+    values, groups = np.array([1.0, 1.0, 1.0, 0.0]), np.array(["a", "a", "a", "b"])
+    seen = set()
+    est, low, high = bootstrap_ci(lambda rows: seen.add(round(values[rows].mean(), 6))
+                                  or values[rows].mean(), groups, n_boot=200)
+    assert seen <= {0.0, 1.0, 0.75} and est == 0.75
+    assert (est, low, high) == bootstrap_ci(values, groups, n_boot=200)  # same seed, same CI
+    assert low == 0.0 and high == 1.0
+
+
+def test_bootstrap_ci_percentiles_and_nan_draws():
+    gen = np.random.default_rng(1)
+    values = gen.random(400)
+    est, low, high = bootstrap_ci(values, np.arange(400), n_boot=1000, seed=3)
+    assert est == pytest.approx(values.mean())
+    se = values.std(ddof=1) / math.sqrt(400)  # the normal approximation's interval
+    assert low == pytest.approx(est - 1.96 * se, abs=0.01)
+    assert high == pytest.approx(est + 1.96 * se, abs=0.01)
+    truth = np.array([1, 0, 0, 0])  # recall is NaN on draws without the one positive
+    called = np.array([1, 0, 1, 0])
+
+    def recall(rows):
+        pos = truth[rows] == 1
+        return called[rows][pos].mean() if pos.any() else math.nan
+
+    assert bootstrap_ci(recall, np.arange(4), n_boot=100) == (1.0, 1.0, 1.0)
+    assert math.isnan(bootstrap_ci(lambda rows: math.nan, np.arange(4), n_boot=5)[1])
+    with pytest.raises(ValueError, match="one label per row"):
+        bootstrap_ci([1.0], np.zeros((1, 1)))

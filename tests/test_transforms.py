@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from autograder.reference_datasets import to_sample
-from helpers.transforms import eval_transforms, train_transforms
+from helpers.transforms import eval_transforms, seed_worker, train_transforms
 
 
 def test_pipelines_are_strict_and_never_normalise():
@@ -64,3 +64,42 @@ def test_importing_helpers_makes_no_network_call():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             env=env, timeout=120)
     assert result.stdout.strip() == "offline ok", result.stderr
+
+
+class _Jittered(torch.utils.data.Dataset):
+    """The same image every time, through a seeded brightness/contrast jitter."""
+
+    def __init__(self):
+        self.transform = A.Compose([A.RandomBrightnessContrast(p=1.0)], strict=True, seed=0)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, idx):
+        return self.transform(image=np.full((4, 4), 0.5, np.float32))["image"]
+
+
+def _first_draw_per_worker(worker_init_fn, seed=0):
+    loader = torch.utils.data.DataLoader(_Jittered(), batch_size=2, num_workers=2,
+                                         worker_init_fn=worker_init_fn,
+                                         generator=torch.Generator().manual_seed(seed))
+    batches = [np.asarray(b) for b in loader]  # batch 0 from worker 0, batch 1 from worker 1
+    return batches[0][0], batches[1][0]
+
+
+def test_workers_replay_one_stream_unless_reseeded():
+    first, second = _first_draw_per_worker(None)
+    np.testing.assert_array_equal(first, second)  # the forked generators agree: the bug
+    first, second = _first_draw_per_worker(seed_worker)
+    assert not np.array_equal(first, second)
+    again = _first_draw_per_worker(seed_worker)
+    np.testing.assert_array_equal(first, again[0])
+    np.testing.assert_array_equal(second, again[1])
+    assert not np.array_equal(first, _first_draw_per_worker(seed_worker, seed=1)[0])
+
+
+def test_seed_worker_does_nothing_outside_a_worker():
+    pipeline = _Jittered().transform
+    state = pipeline.random_generator.bit_generator.state
+    seed_worker(0)
+    assert pipeline.random_generator.bit_generator.state == state
