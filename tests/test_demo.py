@@ -44,3 +44,19 @@ def test_course_demo_stops_on_a_stale_release(tmp_path):
     nbformat.write(nb, source)
     with pytest.raises(SystemExit, match="stale"):
         main(["demo", "--root", str(root), "--out", str(tmp_path / "out")])
+
+
+def test_the_demo_grades_unsandboxed_only_where_no_sandbox_can_run(monkeypatch, capsys):
+    """A laptop without root still runs `make demo`; `course grade` would stop instead."""
+    import course.sandbox
+    from course.config import load
+    from course.demo import _sandbox_or_none
+
+    cfg = load()
+    monkeypatch.setattr(course.sandbox, "_unshare_works", lambda: None)
+    assert _sandbox_or_none(cfg) is cfg
+    monkeypatch.setattr(course.sandbox, "_unshare_works", lambda: "not root")
+    assert _sandbox_or_none(cfg).sandbox == "none"
+    assert "`course grade` would stop here" in capsys.readouterr().out
+    with pytest.raises(course.sandbox.SandboxError, match='sandbox = "none"'):
+        course.sandbox.resolve(cfg.sandbox)
