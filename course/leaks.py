@@ -15,6 +15,7 @@ total_of_both`` or ``lo, hi = float(image.min()), float(image.max())`` still cou
 from __future__ import annotations
 
 import builtins
+import functools
 import io
 import keyword
 import re
@@ -109,14 +110,16 @@ JSON_LINE = re.compile(r'^\s*"(.*?)(?:\\n)?",?\s*$')  # a line of an .ipynb file
 REDACTED = "[line removed by the grader: it holds solution, hidden-test or autograder text]"
 
 
-def autograder_lines() -> set[str]:
-    """The distinctive lines of the hidden checks' sources (``autograder/*.py``)."""
+@functools.cache
+def autograder_lines() -> frozenset[str]:
+    """The distinctive lines of the hidden checks' sources (``autograder/*.py``), read once
+    per process (the feedback step asks for them once per student)."""
     import autograder
 
     lines = set()
     for path in sorted(Path(autograder.__file__).parent.glob("*.py")):
         lines.update(x.strip() for x in path.read_text().splitlines() if distinctive(x))
-    return lines
+    return frozenset(lines)
 
 
 def grader_secrets(source: Path | None) -> set[str]:

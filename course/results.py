@@ -91,9 +91,8 @@ def read_result(workdir: Path) -> dict | None:
         return None
 
 
-def run_problem(notebook: Path) -> str:
-    """Why a graded notebook did not run through (a timeout, a dead kernel), or ''."""
-    nb = nbformat.read(notebook, as_version=4)
+def run_problem(nb: nbformat.NotebookNode) -> str:
+    """Why an executed notebook did not run through (a timeout, a dead kernel), or ''."""
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error" and out.get("ename") in RUN_FAILURES:
@@ -101,9 +100,8 @@ def run_problem(notebook: Path) -> str:
     return ""
 
 
-def student_errors(notebook: Path, limit: int = 3) -> str:
+def student_errors(nb: nbformat.NotebookNode, limit: int = 3) -> str:
     """The errors raised in the student's own cells: 'cell 5: SystemExit; cell 9: ...', or ''."""
-    nb = nbformat.read(notebook, as_version=4)
     found = []
     for i, cell in enumerate(nb.cells):
         if is_grade(cell) and not is_solution(cell):

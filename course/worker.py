@@ -104,13 +104,13 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     # test or autograder line may be in it (the sandbox should make this find nothing).
     redacted = redact_notebook(nb, grader_secrets(cfg.source_notebook(a)))
     nbformat.write(nb, workdir / "autograded.ipynb")
-    problem = run_problem(executed)
+    problem = run_problem(nb)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
     if redacted:
         problem = "; ".join(filter(None, [problem, f"{redacted} output line(s) redacted: they "
                                           "held solution, hidden-test or autograder text"]))
-    errors = student_errors(executed)
+    errors = student_errors(nb)
     return write_result(workdir, **fields, status="partial" if problem else "graded",
                         reason="; ".join(filter(None, [problem, errors and f"errors: {errors}",
                                                        note])),
