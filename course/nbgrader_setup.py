@@ -24,6 +24,10 @@ def nbgrader_config(cfg: CourseConfig, root: Path, db_path: Path) -> Config:
     c.Exchange.root = str(root / "exchange")  # unused, but the default is a system folder
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.Execute.timeout = cfg.cell_timeout  # per cell; ExecutePreprocessor.timeout is ignored
+    # After a timed-out cell is interrupted, nbclient waits iopub_timeout (default 4 s) for
+    # the kernel's traceback and fails the whole autograde when it is late; on a loaded
+    # machine (a fork bomb's hundreds of processes dying) 4 s was not enough in CI.
+    c.Execute.iopub_timeout = 60
     # Students delete locked cells (Colab ignores "deletable": false): put them back.
     c.OverwriteCells.add_missing_cells = True
     return c

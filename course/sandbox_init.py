@@ -18,6 +18,12 @@ as PID 1 of a fresh PID namespace, in a fresh mount and network namespace:
 This process stays as PID 1 and reaps orphans; when the kernel exits it exits too, and the
 Linux kernel then kills everything left in the namespace (a detached background process
 included). When ``unshare`` is killed, --kill-child kills this process, with the same effect.
+
+An interrupt (jupyter_client signals the kernel's process group when a cell runs past its
+time limit) reaches the kernel, and this process kills everything else in the namespace:
+what the timed-out cell started would otherwise run on beside the next cells (a fork bomb's
+children, forked after the signal went out, never see it and keep the machine busy enough
+that the kernel's reply is lost).
 """
 
 import ctypes
@@ -81,6 +87,37 @@ def set_up(spec):
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
+def others(kernel):
+    """The live processes of this namespace besides PID 1 and the kernel (zombies excluded:
+    they are already dead and wait for this process to reap them)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in (1, kernel):
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue  # gone already
+            if state not in "ZX":
+                found.append(int(name))
+    return found
+
+
+def kill_all_but(kernel, rounds=200):
+    """SIGKILL every process of the namespace but the kernel, until none is left (a process
+    may fork between the listing and the kill: list again). Orphans come to PID 1, whose
+    loop in run_kernel reaps them."""
+    for _ in range(rounds):
+        alive = others(kernel)
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def run_kernel(spec, cmd, env):
     """Fork the kernel as the sandbox user; return its exit status once it has ended."""
     uid = spec["uid"]
@@ -102,6 +139,7 @@ def run_kernel(spec, cmd, env):
             print(f"sandbox: could not start the kernel: {err}", file=sys.stderr, flush=True)
         os._exit(127)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    signal.signal(signal.SIGINT, lambda *_: kill_all_but(pid))
     while True:  # PID 1 reaps every orphan; it ends with the kernel
         try:
             done, status = os.wait()
@@ -114,7 +152,7 @@ def run_kernel(spec, cmd, env):
 
 
 def main():
-    # Interrupts (jupyter_client signals the kernel's process group) are for the kernel.
+    # Until the kernel runs, an interrupt is ignored here (run_kernel then handles it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec = json.loads(sys.argv[1])
     cmd = sys.argv[2:]

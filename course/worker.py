@@ -40,12 +40,22 @@ from course.trim import count_trimmed, with_trimming
 GENERIC = ("Please see the", "NbGraderException")
 
 
+# nbclient's CellTimeoutError quotes the cell's first and last lines between two dashed
+# rules (nbclient.exceptions.timeout_err_msg); a student's `except OSError:` there is code,
+# not the error.
+CELL_PREVIEW = re.compile(r"Here is a preview of the cell contents:\s*\n-+\n.*?\n-+",
+                          re.DOTALL)
+
+
 def failure_reason(log: str) -> str:
     """The most specific line of a failed autograde's log, for the grades.csv row."""
+    if "CellTimeoutError" in log:
+        return ("CellTimeoutError: a cell ran past the cell time limit and the kernel could "
+                "not be brought back; nothing could be scored")
     if "DeadKernelError" in log:
         return ("the kernel died while the notebook ran (os._exit, a crash or the memory "
                 "cap); nothing could be scored")
-    lines = [x.strip() for x in log.splitlines() if x.strip()]
+    lines = [x.strip() for x in CELL_PREVIEW.sub("", log).splitlines() if x.strip()]
     errors = [x for x in lines if re.search(r"(Error|Exception)\b", x)
               and not any(g in x for g in GENERIC)]
     best = errors[-1] if errors else (lines[-1] if lines else "no message")

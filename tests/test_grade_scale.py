@@ -274,11 +274,19 @@ def test_a_changed_grading_input_regrades_everyone_and_says_why(course, honest, 
 
 
 def _bomb():
-    # Every process forks for ever, sleeping when the kernel refuses; the cell time limit's
-    # interrupt ends them (the children leave through `finally`, never into the kernel).
+    # Every process forks for ever, sleeping when the kernel refuses; each child starts a
+    # session of its own, out of reach of the interrupt jupyter_client sends the kernel's
+    # process group at the cell time limit: the sandbox's PID 1 must end them.
     return ("import os, time\nfirst = os.getpid()\ntry:\n    while True:\n        try:\n"
-            "            os.fork()\n        except OSError:\n            time.sleep(0.05)\n"
+            "            if os.fork() == 0:\n                os.setsid()\n"
+            "        except OSError:\n            time.sleep(0.05)\n"
             "finally:\n    if os.getpid() != first:\n        os._exit(0)")
+
+
+# Run after the bomb: what is still alive in the sandbox's PID namespace (its PID 1 and
+# the kernel, once the interrupt has ended everything the timed-out cell started).
+LIVE_PROCESSES = ("import psutil\nprint('live processes:', sum(p.info['status'] != 'zombie' "
+                  "for p in psutil.process_iter(['status'])))")
 
 
 def _sandbox_attacks(cfg, out, port):
@@ -300,7 +308,7 @@ def _sandbox_attacks(cfg, out, port):
                               "start_new_session=True)"], None),
         "prints_the_token": (["import os\nprint('token:', os.environ.get('COURSE_TEST_TOKEN'))\n"
                               "print(open('/proc/1/environ').read())"], None),
-        "fork_bomb": ([_bomb()], "CellTimeoutError"),
+        "fork_bomb": ([_bomb(), LIVE_PROCESSES], "CellTimeoutError"),
         "fills_the_disk": (["with open('big', 'wb') as f:\n    for _ in range(40):\n"
                             "        f.write(b'x' * 64 * 1024**2)"], "OSError"),
     }
@@ -348,6 +356,9 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
         if says:
             assert says in table.loc[sid, "reason"], (sid, table.loc[sid, "reason"])
     assert table.loc["leaves_a_process", "total"] == 2
+    bombed = nbformat.read(out / "work" / "fork_bomb" / "autograded.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in bombed.cells for o in c.get("outputs", []))
+    assert "live processes: 2\n" in printed, printed
     assert table.loc["prints_the_token", "total"] == 2
     stray = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
              if p.info["cmdline"] and "31337" in p.info["cmdline"]]
