@@ -293,13 +293,27 @@ def _sandbox_attacks(cfg, out, port):
     """Student id -> (cells inserted before the add test, what the row's reason must say)."""
     from course.config import REPO_ROOT
 
-    read = ("import pathlib\nfor p in [{paths}]:\n    print(p)\n"
-            "    print(pathlib.Path(p).read_text())")
+    # Each path is tried on its own; what happened is printed and checked after the run.
+    probe = ("import pathlib\nfor p in [{paths}]:\n    try:\n        {action}\n"
+             "        print('REACHED', p)\n    except OSError as err:\n"
+             "        print('BLOCKED', type(err).__name__, p)")
+    theirs = [out / "work" / "s1" / "autograded.ipynb", out / "work" / "s1" / "result.json"]
     targets = [cfg.source_notebook(cfg.assignments[0]), REPO_ROOT / "README.md",
-               out / "work" / "s1" / "autograded.ipynb", out / "work" / "s1" / "result.json"]
+               out / "gradebook.db", *theirs]
+
+    def paths(ps):
+        return ", ".join(repr(str(p)) for p in ps)
+
     return {
-        "reads_source": ([read.format(paths=", ".join(repr(str(p)) for p in targets))],
-                         "FileNotFoundError"),
+        "reads_source": ([probe.format(paths=paths(targets),
+                                       action="print(pathlib.Path(p).read_text())")], None),
+        "overwrites_others": ([probe.format(paths=paths(theirs),
+                                            action="pathlib.Path(p).write_text('{}')")], None),
+        "kills_the_grader": (["import os, signal\nimport psutil\n"
+                              "for proc in psutil.process_iter():\n    if proc.pid != os.getpid():"
+                              "\n        try:\n            proc.kill()\n"
+                              "        except psutil.Error as err:\n"
+                              "            print('BLOCKED', type(err).__name__, proc.pid)"], None),
         "reads_home": (["import os\nprint(os.listdir(os.path.expanduser('~root')))\n"
                         "print(open('/root/.bashrc').read())"], "FileNotFoundError"),
         "calls_home": ([f"import socket\nsocket.create_connection(('127.0.0.1', {port}), "
@@ -312,6 +326,12 @@ def _sandbox_attacks(cfg, out, port):
         "fills_the_disk": (["with open('big', 'wb') as f:\n    for _ in range(40):\n"
                             "        f.write(b'x' * 64 * 1024**2)"], "OSError"),
     }
+
+
+def _printed(out, sid):
+    """Everything a graded notebook's cells printed."""
+    nb = nbformat.read(out / "work" / sid / "autograded.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
 @pytest.mark.slow
@@ -339,6 +359,8 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
     for sid in expected:
         _put(mixed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
     attacks = _sandbox_attacks(cfg, out, listener.getsockname()[1])
+    (out / "gradebook.db").parent.mkdir()  # a previous run's, there while this one grades
+    (out / "gradebook.db").write_text("the instructor's gradebook")
     for sid, (cells, _) in attacks.items():
         _put(mixed / sid, _with_cells(half, cells))
     try:
@@ -356,9 +378,12 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
         if says:
             assert says in table.loc[sid, "reason"], (sid, table.loc[sid, "reason"])
     assert table.loc["leaves_a_process", "total"] == 2
-    bombed = nbformat.read(out / "work" / "fork_bomb" / "autograded.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for c in bombed.cells for o in c.get("outputs", []))
-    assert "live processes: 2\n" in printed, printed
+    assert "live processes: 2\n" in _printed(out, "fork_bomb")
+    for sid, tried in (("reads_source", 5), ("overwrites_others", 2)):
+        printed = _printed(out, sid)
+        assert printed.count("BLOCKED") == tried and "REACHED" not in printed, printed
+    assert "BLOCKED" in _printed(out, "kills_the_grader")  # PID 1 of its sandbox is root's
+    assert table.loc["kills_the_grader", "total"] == 2
     assert table.loc["prints_the_token", "total"] == 2
     stray = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
              if p.info["cmdline"] and "31337" in p.info["cmdline"]]
