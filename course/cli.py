@@ -142,7 +142,7 @@ def _lab(args) -> int:
     os.execvpe(os.path.join(bindir, "jupyter"), ["jupyter", "lab", *args.lab_args], env)
 
 
-def _parsers() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, shared options from parent parsers."""
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument("--root", type=Path, default=None,
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m course` and of the `course` script."""
     from course.nbgrader_setup import put_bin_on_path
 
-    args = _parsers().parse_args(argv)
+    args = build_parser().parse_args(argv)
     # Before anything can start a thread: nbgrader finds `alembic` through PATH.
     put_bin_on_path()
     commands = {"lab": _lab, "publish": _publish, "release": _release, "grade": _grade,
