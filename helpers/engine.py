@@ -8,8 +8,10 @@ unchanged on a GPU (Colab) or a CPU. Conventions:
 * Losses are torchvision's four (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
   ``loss_rpn_box_reg``) and their sum ``loss``.
 * ``fit`` keeps a history (one row per epoch: ``epoch`` counted from 1, ``train_loss`` and
-  its components prefixed ``train_``, ``val_loss`` likewise, ``lr``, ``seconds``) and
-  checkpoints ``last.pt`` every epoch and ``best.pt`` at the lowest validation loss.
+  its components prefixed ``train_``, ``val_loss`` likewise, ``lr``, ``seconds``). It writes
+  one checkpoint, ``best.pt``, only when the validation loss improves (on Google Drive every
+  write counts), and a few-KB ``progress.json`` every epoch, so a run cut off by a
+  disconnect resumes from its best epoch.
 
 Data-parallel training (``torchrun``) would wrap the model in DistributedDataParallel and
 give each loader a DistributedSampler; these functions already unwrap ``model.module`` for
@@ -18,6 +20,7 @@ checkpoints, call ``sampler.set_epoch`` and write files from the main process on
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -256,6 +259,35 @@ def _step_scheduler(scheduler, monitor: float) -> None:
         scheduler.step()  # StepLR and friends step once per epoch
 
 
+def _write_progress(path: Path, **progress) -> None:
+    """The run's few-KB log (epochs done, history, early-stopping state), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(progress))
+    tmp.replace(path)
+
+
+def _resume(path: Path, ckpt_dir: Path | None, model, optimizer, scheduler, scaler,
+            num_epochs: int, patience: int | None, progress: bool):
+    """(history, next epoch, best loss, bad epochs, finished) from ``best.pt`` and the log."""
+    state = load_checkpoint(path, model, optimizer, scheduler)
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    history, start, best = list(state["history"]), int(state["epoch"]), float(state["best_loss"])
+    log = ckpt_dir / "progress.json" if ckpt_dir is not None else None
+    done = json.loads(log.read_text()) if log is not None and log.is_file() else None
+    if done and (done["epoch"] >= num_epochs
+                 or (patience is not None and done["bad_epochs"] >= patience)):
+        if progress:
+            print(f"{path}: this run had finished after epoch {done['epoch']}; the model "
+                  f"holds its best epoch ({start}, loss {best:.4f}); nothing to train")
+        return done["history"], done["epoch"], best, done["bad_epochs"], True
+    if progress:
+        again = f"; epochs {start + 1}-{done['epoch']} are trained again" if (
+            done and done["epoch"] > start) else ""
+        print(f"resumed from {path}: best epoch {start}, loss {best:.4f}{again}")
+    return history, start, best, 0, False
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -275,9 +307,13 @@ def fit(
 
     The validation loss (the training loss without ``val_loader``) picks ``best.pt`` and
     drives early stopping: training stops once ``patience`` epochs in a row have not
-    improved it. ``resume=True`` continues from ``checkpoint_dir/last.pt`` (or from the
-    path given) at the next epoch, with the optimizer, scheduler and history restored.
-    Mixed precision (``amp``) is used on CUDA only.
+    improved it. ``best.pt`` (model, optimizer, scheduler, history) is written only when
+    the loss improves; ``progress.json`` records every epoch. ``resume=True`` continues from
+    ``checkpoint_dir/best.pt`` when it exists (else trains from the start; a path may be
+    given instead): from the best epoch, so the epochs after it are trained again, unless
+    the log says the run had finished (all epochs, or stopped early), in which case the
+    model gets the best epoch's weights and nothing is trained. Mixed precision (``amp``)
+    is used on CUDA only.
     """
     device = torch.device(device)
     model.to(device)
@@ -288,14 +324,15 @@ def fit(
     if resume:
         if resume is True and ckpt_dir is None:
             raise ValueError("resume=True needs checkpoint_dir (or pass the checkpoint path)")
-        path = ckpt_dir / "last.pt" if resume is True else Path(resume)
-        state = load_checkpoint(path, model, optimizer, scheduler)
-        history, start = list(state["history"]), int(state["epoch"])
-        best, bad = float(state["best_loss"]), int(state["bad_epochs"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        if progress:
-            print(f"resumed from {path}: {start} epoch(s) done, best loss {best:.4f}")
+        path = ckpt_dir / "best.pt" if resume is True else Path(resume)
+        if path.is_file() or resume is not True:
+            history, start, best, bad, finished = _resume(
+                path, ckpt_dir, model, optimizer, scheduler, scaler, num_epochs, patience,
+                progress)
+            if finished:
+                return pd.DataFrame(history)
+        elif progress:
+            print(f"no checkpoint in {ckpt_dir} yet: training from the start")
     for epoch in range(start, num_epochs):
         if patience is not None and bad >= patience:
             break
@@ -312,13 +349,13 @@ def fit(
                         **{f"val_{k}": v for k, v in val.items()}, "lr": lr,
                         "seconds": time.perf_counter() - t0})
         if ckpt_dir is not None and _is_main_process():
-            extra = {"epoch": epoch + 1, "history": history, "best_loss": best,
-                     "bad_epochs": bad}
+            extra = {"epoch": epoch + 1, "history": history, "best_loss": best}
             if scaler is not None:
                 extra["scaler"] = scaler.state_dict()
-            save_checkpoint(ckpt_dir / "last.pt", model, optimizer, scheduler, **extra)
             if improved:
                 save_checkpoint(ckpt_dir / "best.pt", model, optimizer, scheduler, **extra)
+            _write_progress(ckpt_dir / "progress.json", epoch=epoch + 1, history=history,
+                            best_loss=best, bad_epochs=bad)
         if progress:
             val_text = f", val loss {val['loss']:.4f}" if val else ""
             print(f"epoch {epoch + 1}/{num_epochs}: train loss {train['loss']:.4f}{val_text}"
@@ -326,4 +363,8 @@ def fit(
                   f"{history[-1]['seconds']:.1f} s")
         if patience is not None and bad >= patience and progress:
             print(f"early stop: no improvement for {patience} epoch(s)")
+    if progress and ckpt_dir is not None and (ckpt_dir / "best.pt").is_file():
+        size = (ckpt_dir / "best.pt").stat().st_size / 1e6
+        print(f"{ckpt_dir / 'best.pt'}: {size:.0f} MB (weights, optimizer and scheduler: "
+              "what resuming needs)")
     return pd.DataFrame(history)

@@ -154,6 +154,10 @@ def _setup(lr=0.01):
 def test_fit_checkpoints_and_resumes_at_the_next_epoch(tmp_path, monkeypatch):
     data = [bright_squares(2, seed=1)] * 2
     val = [bright_squares(2, seed=2)]
+    val_losses = iter([1.0, 0.5, 0.4])  # every epoch improves: best.pt is the last epoch
+    real_val = engine.evaluate_loss
+    monkeypatch.setattr(engine, "evaluate_loss",
+                        lambda *a: {**real_val(*a), "loss": next(val_losses)})
     model, optimizer, scheduler = _setup()
     history = fit(model, data, val, optimizer, "cpu", num_epochs=2, scheduler=scheduler,
                   checkpoint_dir=tmp_path, progress=False)
@@ -162,11 +166,10 @@ def test_fit_checkpoints_and_resumes_at_the_next_epoch(tmp_path, monkeypatch):
     for col in ("train_loss", "train_loss_classifier", "val_loss", "val_loss_box_reg",
                 "seconds"):
         assert history[col].notna().all(), col
-    best = load_checkpoint(tmp_path / "best.pt", small_model())
-    assert best["epoch"] == int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "progress.json"]
 
     model2, optimizer2, scheduler2 = _setup(lr=0.5)  # fresh objects, different state
-    state = load_checkpoint(tmp_path / "last.pt", model2, optimizer2, scheduler2)
+    state = load_checkpoint(tmp_path / "best.pt", model2, optimizer2, scheduler2)
     assert state["epoch"] == 2 and len(state["history"]) == 2
     for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values(),
                             strict=True):
@@ -187,7 +190,32 @@ def test_fit_checkpoints_and_resumes_at_the_next_epoch(tmp_path, monkeypatch):
     assert list(resumed["epoch"]) == [1, 2, 3]
     assert resumed.iloc[:2].drop(columns="seconds").equals(history.drop(columns="seconds"))
     assert resumed["lr"].iloc[-1] == 0.0025 and scheduler3.last_epoch == 3
-    assert load_checkpoint(tmp_path / "last.pt", small_model())["epoch"] == 3
+    assert load_checkpoint(tmp_path / "best.pt", small_model())["epoch"] == 3
+
+
+def test_best_pt_is_written_only_when_the_loss_improves_and_resume_starts_there(
+        tmp_path, monkeypatch):
+    script = _Scripted([0.5, 0.9, 0.8, 0.4])
+    monkeypatch.setattr(engine, "train_one_epoch", script.train)
+    monkeypatch.setattr(engine, "evaluate_loss", script.val)
+    writes = []
+    real_save = engine.save_checkpoint
+    monkeypatch.setattr(engine, "save_checkpoint",
+                        lambda path, *a, **k: (writes.append(k["epoch"]),
+                                               real_save(path, *a, **k))[1])
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    fit(model, [None], [None], optimizer, "cpu", num_epochs=2, checkpoint_dir=tmp_path,
+        progress=False)  # a disconnect after epoch 2: the best epoch was 1
+    assert writes == [1]
+    again = fit(model, [None], [None], optimizer, "cpu", num_epochs=3,
+                checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert script.epochs == 4  # epochs 2 and 3 trained after the resume, from epoch 1
+    assert list(again["epoch"]) == [1, 2, 3] and list(again["val_loss"]) == [0.5, 0.8, 0.4]
+    assert writes == [1, 3]
+    fresh = tmp_path / "fresh"  # resume=True with nothing saved yet: a plain start
+    assert len(fit(model, [None], None, optimizer, "cpu", num_epochs=1, checkpoint_dir=fresh,
+                   resume=True, progress=False)) == 1
 
 
 class _Scripted:
