@@ -77,7 +77,8 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     ``workers`` at a time. A submission whose result there was made from the same bytes and
     the same grading inputs (source notebook, autograder/, helpers/, limits, nbgrader) is
     not graded again unless ``force``, or its student is in ``students``. Then one writer
-    builds the gradebook from the executed notebooks (`import_results`).
+    updates OUT's persistent nbgrader course and gradebook from the executed notebooks
+    (`import_results`): scores entered by hand in Formgrader survive.
     """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -131,4 +132,4 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
               "notebook")
         if why:
             print(f"regraded because {', '.join(sorted(why))} changed since the last run")
-    return import_results(cfg, a, out, results)
+    return import_results(cfg, a, out, results, regraded=set(todo))
