@@ -15,7 +15,6 @@ import pytest
 from course.cli import main
 from tests.toy_course import ADD_SOLUTION, write_toy_course
 
-pytestmark = pytest.mark.slow  # grades two notebooks four times: about two minutes
 STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
 SOL, HALF = "12345", "12346"  # Canvas-like numeric ids, so `course export --lms canvas` lists them
 
@@ -71,6 +70,7 @@ def term(tmp_path_factory):
     return root, subs, out, grade
 
 
+@pytest.mark.slow  # the term fixture grades two notebooks: ~1 minute in all
 def test_written_answers_await_a_ta_and_say_so(term):
     _, _, out, _ = term
     table = _grades(out)
@@ -84,6 +84,7 @@ def test_written_answers_await_a_ta_and_say_so(term):
     assert (out / "nbgrader" / "autograded" / SOL / "toy" / "toy.ipynb").is_file()
 
 
+@pytest.mark.slow
 def test_hand_grades_survive_reruns_force_and_a_changed_hidden_check(term, capsys):
     root, _, out, grade = term
     db = out / "gradebook.db"
@@ -116,6 +117,7 @@ def _hand_grades_are_there(out):
     assert "Well argued." in _feedback_text(out, SOL)
 
 
+@pytest.mark.slow
 def test_a_changed_written_answer_is_flagged_until_regraded(term):
     root, subs, out, grade = term
     if (_grades(out).loc[HALF, "written"]) == "":
@@ -139,6 +141,7 @@ def test_a_changed_written_answer_is_flagged_until_regraded(term):
     assert (row["why_answer"], row["overall"]) == (2, 4) and "regrade" not in row["reason"]
 
 
+@pytest.mark.slow
 def test_formgrade_dry_run_points_formgrader_at_the_grading_folder(term, capsys):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
@@ -149,6 +152,7 @@ def test_formgrade_dry_run_points_formgrader_at_the_grading_folder(term, capsys)
     said = capsys.readouterr().out
     folder = out / "nbgrader"
     assert "Nbgrader → Formgrader" in said and str(folder) in said and "jupyter lab" in said
+    assert f"--ServerApp.root_dir={folder}" in said  # the course inside the server's root
     # The Formgrader reads this file from its working directory (nbgrader's
     # FormgradeExtension.load_config, load_cwd_config): it must name this gradebook.
     config = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
@@ -157,3 +161,12 @@ def test_formgrade_dry_run_points_formgrader_at_the_grading_folder(term, capsys)
     api = NbGraderAPI(config=config)
     students = {s["student"] for s in api.get_notebook_submissions("toy", "toy")}
     assert students == {SOL, HALF}
+
+
+def test_formgrade_without_a_graded_folder_says_what_to_run(tmp_path, capsys):
+    root = write_toy_course(tmp_path / "course")
+    out = tmp_path / "never-graded"
+    assert main(["formgrade", "toy", "--out", str(out), "--root", str(root), "--dry-run"]) == 1
+    said = capsys.readouterr().err
+    assert str(out / "nbgrader") in said and "run `course grade toy SUBMISSIONS" in said
+    assert not (out / "nbgrader" / "nbgrader_config.py").exists()
