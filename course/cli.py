@@ -49,12 +49,19 @@ def _release(args) -> int:
 def _grade(args) -> int:
     from course.config import load
     from course.grade import grade, parse_shard
+    from course.late import read_timestamps
 
     cfg = load(args.root)
     shard = parse_shard(args.shard) if args.shard else None
+    try:
+        times = read_timestamps(args.timestamps) if args.timestamps else None
+    except (FileNotFoundError, ValueError) as err:
+        print(err, file=sys.stderr)
+        return 1
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
                   pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
-                  students=set(args.student or ()), lms=args.lms, roster=args.roster)
+                  students=set(args.student or ()), lms=args.lms, roster=args.roster,
+                  timestamps=times)
     return _summary(table, args.out)
 
 
@@ -221,6 +228,10 @@ def _parsers() -> argparse.ArgumentParser:
                      help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
                           "every enrolled student gets a row, 'no submission' included "
                           "(default: none, only the students in SUBMISSIONS)")
+    grd.add_argument("--timestamps", type=Path, default=None, metavar="CSV",
+                     help="submission times for [grading] late_policy: a CSV with the columns "
+                          "student_id, submitted_at (ISO 8601, e.g. 2027-01-15T23:59:00+01:00); "
+                          "wins over the export's times (default: the export's, if any)")
     mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
                          help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")

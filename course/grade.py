@@ -69,7 +69,8 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
           progress: bool = True, pattern: str | None = None, workers: int | None = None,
           force: bool = False, shard: tuple[int, int] | None = None,
           students: set[str] | None = None, lms: str | None = None,
-          roster: Path | None = None) -> pd.DataFrame:
+          roster: Path | None = None,
+          timestamps: dict[str, str] | None = None) -> pd.DataFrame:
     """Grade every submission (of the shard); write OUT/grades.csv, OUT/gradebook.db and
     OUT/feedback/; return the table.
 
@@ -84,7 +85,7 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     # Intake hook (lms branch): the export's shape and an optional roster; see course.intake.
     found, rows = intake(submissions, out, pattern or cfg.file_pattern, lms=lms or cfg.lms,
-                         roster=roster)
+                         roster=roster, timestamps=timestamps)
     found = {sid: nb for sid, nb in found.items() if in_shard(sid, shard)}
     work = out / "work"
     results = []
