@@ -60,13 +60,7 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[di
     (out / "feedback").mkdir(exist_ok=True)
     shutil.rmtree(root / "source" / a.id, ignore_errors=True)  # the current tests
     shutil.copytree(cfg.source_notebook(a).parent, root / "source" / a.id)
-    seen = _seen(root)
-    rows, notes = [], intake_notes(out)
-    for res in sorted(results, key=lambda r: r["student_id"]):
-        row = Row(res["student_id"], res["status"], res.get("reason") or "")
-        extra = [n for n in notes.get(row.student_id, []) if n not in row.reason]
-        row.reason = "; ".join(x for x in [row.reason, *extra] if x)  # intake's warnings
-        rows.append(row)
+    seen, rows = _seen(root), _rows(out, results)
     executed = {r["student_id"]: out / "work" / r["student_id"] / r["notebook"]
                 for r in results if r.get("notebook")}
     keys = {sid: _import_key(res, path) for res in results
@@ -77,20 +71,9 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[di
         with Gradebook(f"sqlite:///{db}") as gb:
             todo = {sid for sid, key in keys.items() if sid in regraded
                     or seen.get(sid, {}).get("import") != key or not _has(gb, a, sid)}
-            before = {sid: snapshot(_submission(gb, a, sid)) for sid in todo
-                      if _has(gb, a, sid)}
-        failed = set()
-        for sid in sorted(todo):
-            old = answer_checksums(_autograded(root, a, sid))  # what a TA graded
-            seen.pop(sid, None)
-            if not _autograde(api, root, a, sid, executed[sid]):
-                failed.add(sid)
-                continue
-            with Gradebook(f"sqlite:///{db}") as gb:
-                restore(_submission(gb, a, sid), set(_written_cells(gb, a)),
-                        before.get(sid, {}), old, answer_checksums(_autograded(root, a, sid)))
-                gb.db.commit()
-            seen[sid] = {"import": keys[sid]}
+        failed = {sid for sid in sorted(todo)
+                  if not _reimport(api, root, db, a, sid, executed[sid], seen)}
+        seen.update({sid: {"import": keys[sid]} for sid in todo - failed})
         with Gradebook(f"sqlite:///{db}") as gb:
             cells, answers = _autograded_cells(gb, a), _written_cells(gb, a)
             states = {}
@@ -117,6 +100,36 @@ def import_results(cfg: CourseConfig, a: Assignment, out: Path, results: list[di
     table = _table(rows, cells, _lateness(cfg, a, out, rows), answers, hand)
     table.to_csv(out / "grades.csv", index=False)
     return table
+
+
+def _rows(out: Path, results: list[dict]) -> list[Row]:
+    """One row per result, sorted, with intake's warnings in the reason."""
+    rows, notes = [], intake_notes(out)
+    for res in sorted(results, key=lambda r: r["student_id"]):
+        row = Row(res["student_id"], res["status"], res.get("reason") or "")
+        extra = [n for n in notes.get(row.student_id, []) if n not in row.reason]
+        row.reason = "; ".join(x for x in [row.reason, *extra] if x)
+        rows.append(row)
+    return rows
+
+
+def _reimport(api, root: Path, db: Path, a: Assignment, sid: str, executed: Path,
+              seen: dict) -> bool:
+    """Import one executed notebook again, keeping what a TA graded (`course.manual`);
+    whether nbgrader could import it."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        before = snapshot(_submission(gb, a, sid)) if _has(gb, a, sid) else {}
+    old = answer_checksums(_autograded(root, a, sid))  # the answers a TA graded
+    seen.pop(sid, None)
+    if not _autograde(api, root, a, sid, executed):
+        return False
+    with Gradebook(f"sqlite:///{db}") as gb:
+        restore(_submission(gb, a, sid), set(_written_cells(gb, a)), before, old,
+                answer_checksums(_autograded(root, a, sid)))
+        gb.db.commit()
+    return True
 
 
 def merge(cfg: CourseConfig, a: Assignment, shard_outs: list[Path], out: Path) -> pd.DataFrame:
