@@ -7,6 +7,7 @@
     python -m course lab                   JupyterLab + nbgrader, configured from course.toml
     python -m course grade ID SUBMISSIONS --out OUT    grades.csv + feedback/ (nbgrader)
     python -m course grade-merge ID SHARD_OUT ... --out OUT    fold `grade --shard` outputs
+    python -m course formgrade ID --out OUT    Formgrader on OUT: TAs score written answers
     python -m course export ID --out OUT --lms canvas|moodle   grades + feedback for the LMS
 """
 
@@ -48,12 +49,19 @@ def _release(args) -> int:
 def _grade(args) -> int:
     from course.config import load
     from course.grade import grade, parse_shard
+    from course.late import read_timestamps
 
     cfg = load(args.root)
     shard = parse_shard(args.shard) if args.shard else None
+    try:
+        times = read_timestamps(args.timestamps) if args.timestamps else None
+    except (FileNotFoundError, ValueError) as err:
+        print(err, file=sys.stderr)
+        return 1
     table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
                   pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
-                  students=set(args.student or ()), lms=args.lms, roster=args.roster)
+                  students=set(args.student or ()), lms=args.lms, roster=args.roster,
+                  timestamps=times)
     return _summary(table, args.out)
 
 
@@ -142,6 +150,27 @@ def _lab(args) -> int:
     os.execvpe(os.path.join(bindir, "jupyter"), ["jupyter", "lab", *args.lab_args], env)
 
 
+def _formgrade(args) -> int:
+    import os
+
+    from course.config import load
+    from course.formgrade import plan
+
+    cfg = load(args.root)
+    try:
+        p = plan(cfg, cfg.assignment(args.assignment), args.out)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"wrote {p.config} (course folder {p.folder}, gradebook {args.out.resolve()}"
+          f"/gradebook.db)\n{p.pending} submission(s) with written answers to grade\n"
+          f"Formgrader: {p.where}\nin {p.folder}: {' '.join(p.argv)}")
+    if args.dry_run:
+        return 0
+    os.chdir(p.folder)  # Formgrader reads nbgrader_config.py from its working directory
+    os.execv(p.argv[0], p.argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, shared options from parent parsers."""
     root = argparse.ArgumentParser(add_help=False)
@@ -199,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
                           "every enrolled student gets a row, 'no submission' included "
                           "(default: none, only the students in SUBMISSIONS)")
+    grd.add_argument("--timestamps", type=Path, default=None, metavar="CSV",
+                     help="submission times for [grading] late_policy: a CSV with the columns "
+                          "student_id, submitted_at (ISO 8601, e.g. 2027-01-15T23:59:00+01:00); "
+                          "wins over the export's times (default: the export's, if any)")
     mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
                          help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
@@ -211,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the LMS's gradebook export (Canvas) or grading worksheet (Moodle): "
                           "every enrolled student and the LMS's own columns (default: the "
                           "students graded)")
+    frm = sub.add_parser("formgrade", parents=[graded, root, out],
+                         help="JupyterLab's Formgrader on a grading folder: TAs score the "
+                              "written answers there; `course grade` again keeps the scores")
+    frm.add_argument("--dry-run", action="store_true",
+                     help="write the config and print the command, start nothing "
+                          "(default: start JupyterLab)")
     pub = sub.add_parser("publish", parents=[root],
                          help="write the public student bundle (release + helpers)")
     pub.add_argument("out", type=Path,
@@ -229,5 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything can start a thread: nbgrader finds `alembic` through PATH.
     put_bin_on_path()
     commands = {"lab": _lab, "publish": _publish, "release": _release, "grade": _grade,
-                "grade-merge": _grade_merge, "demo": _demo, "export": _export}
+                "grade-merge": _grade_merge, "demo": _demo, "export": _export,
+                "formgrade": _formgrade}
     return commands[args.command](args)

@@ -81,16 +81,23 @@ def scores(out: Path, a: Assignment) -> dict[str, Score]:
 
 
 def _gradebook_scores(db: Path, a: Assignment, result: dict[str, Score]) -> None:
-    """The gradebook's points (manual scores included) over grades.csv's totals."""
+    """The gradebook's points (manual scores included) over grades.csv's totals, for the
+    students whose notebook this grading folder imported (an older submission of a student
+    whose latest upload failed does not count)."""
     from nbgrader.api import Gradebook, MissingEntry
+
+    from course.manual import answer_cells, hand_grades
 
     with Gradebook(f"sqlite:///{db}") as gb:
         try:
             maximum = float(gb.find_assignment(a.id).max_score)
+            answers = answer_cells(gb.find_notebook(Path(a.notebook).stem, a.id))
         except MissingEntry:
             return
         for sid, score in result.items():
             score.maximum = maximum
+            if score.status not in ("graded", "partial"):
+                continue
             try:
                 sub = gb.find_submission(a.id, sid)
             except MissingEntry:
@@ -98,7 +105,9 @@ def _gradebook_scores(db: Path, a: Assignment, result: dict[str, Score]) -> None
             penalty = float(sub.late_submission_penalty or 0)
             if sub.needs_manual_grade:
                 score.points = None
-                score.note = "written answers not marked yet (Formgrader), grade left blank"
+                todo = "; ".join(hand_grades(n, answers).note() for n in sub.notebooks)
+                todo = todo or "written answers not marked yet (Formgrader)"
+                score.note = f"{todo}, grade left blank"
             else:
                 score.points = max(0.0, float(sub.score) - penalty)
                 if penalty:

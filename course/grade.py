@@ -69,7 +69,8 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
           progress: bool = True, pattern: str | None = None, workers: int | None = None,
           force: bool = False, shard: tuple[int, int] | None = None,
           students: set[str] | None = None, lms: str | None = None,
-          roster: Path | None = None) -> pd.DataFrame:
+          roster: Path | None = None,
+          timestamps: dict[str, str] | None = None) -> pd.DataFrame:
     """Grade every submission (of the shard); write OUT/grades.csv, OUT/gradebook.db and
     OUT/feedback/; return the table.
 
@@ -77,13 +78,14 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
     ``workers`` at a time. A submission whose result there was made from the same bytes and
     the same grading inputs (source notebook, autograder/, helpers/, limits, nbgrader) is
     not graded again unless ``force``, or its student is in ``students``. Then one writer
-    builds the gradebook from the executed notebooks (`import_results`).
+    updates OUT's persistent nbgrader course and gradebook from the executed notebooks
+    (`import_results`): scores entered by hand in Formgrader survive.
     """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     # Intake hook (lms branch): the export's shape and an optional roster; see course.intake.
     found, rows = intake(submissions, out, pattern or cfg.file_pattern, lms=lms or cfg.lms,
-                         roster=roster)
+                         roster=roster, timestamps=timestamps)
     found = {sid: nb for sid, nb in found.items() if in_shard(sid, shard)}
     work = out / "work"
     results = []
@@ -131,4 +133,4 @@ def grade(cfg: CourseConfig, a: Assignment, submissions: Path, out: Path,
               "notebook")
         if why:
             print(f"regraded because {', '.join(sorted(why))} changed since the last run")
-    return import_results(cfg, a, out, results)
+    return import_results(cfg, a, out, results, regraded=set(todo))

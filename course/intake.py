@@ -447,10 +447,12 @@ def roster_rows(entries: list[RosterEntry], have: set[str],
 
 
 def intake(submissions: Path, scratch: Path, pattern: str, lms: str = "folders",
-           roster: Path | None = None) -> tuple[dict[str, Path], list[Row]]:
+           roster: Path | None = None,
+           timestamps: dict[str, str] | None = None) -> tuple[dict[str, Path], list[Row]]:
     """Unpack, sort and collect into a fresh SCRATCH/intake/: each student's notebook, and
     the rows of those without one. SCRATCH/intake/students.json keeps names, LMS file
-    names, LATE markers and warnings (`notes`) for the gradebook and `course export`."""
+    names, LATE markers, submission times (TIMESTAMPS, student_id -> ISO time, over the
+    export's) and warnings (`notes`) for the gradebook and `course export`."""
     if lms not in LMS_CHOICES:
         raise ValueError(f"--lms {lms!r}: expected one of {', '.join(LMS_CHOICES)}")
     base = scratch / "intake"
@@ -473,6 +475,8 @@ def intake(submissions: Path, scratch: Path, pattern: str, lms: str = "folders",
                 students[e.key].name = e.name
         have = set(found) | {r.student_id for r in rows}
         rows += roster_rows(entries, have, students)
+    for sid in sorted((set(found) | {r.student_id for r in rows}) & set(timestamps or {})):
+        students.setdefault(sid, Student(sid)).submitted = timestamps[sid]
     for row in rows:  # a row's reason carries that student's warnings too
         notes = [n for n in students.get(row.student_id, Student("")).notes
                  if n not in row.reason]

@@ -4,7 +4,9 @@ Policies: ``none`` (the default: nothing is computed), ``zero`` (a late submissi
 0), or ``"<N>%/day"`` with an optional ``" cap <M>%"``: N percent of the points per started
 day after the due date, at most M percent. Times come from the export (Gradescope's
 ``:created_at:``, Moodle's file times in its zip); Canvas's download carries no time, only
-its ``LATE`` marker, which counts as one started day. An assignment's ``extensions``
+its ``LATE`` marker, which counts as one started day; ``--timestamps CSV`` (columns
+``student_id``, ``submitted_at``) gives the times where the export has none, and wins
+where it has some. An assignment's ``extensions``
 (student id -> a later due date, in course.toml) moves that student's due date.
 With a policy, grades.csv gets two trailing columns: ``late_days`` (started days late,
 blank when on time or unknown) and ``late_penalty_pct``; ``total`` stays the autograded
@@ -13,10 +15,14 @@ points, and `course export` applies the percentage to the final points.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timezone
+from pathlib import Path
+
+TIMESTAMP_COLUMNS = ("student_id", "submitted_at")
 
 POLICY = re.compile(r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*%\s*/\s*day(?:\s+cap\s+(?P<cap>\d+(?:\.\d+)?)"
                     r"\s*%)?\s*$")
@@ -62,6 +68,33 @@ def parse_time(text: str, default_tz=timezone.utc) -> datetime | None:
     if len(text) <= 10:  # a date: due at the end of it
         when = datetime.combine(when.date(), time(23, 59, 59))
     return when if when.tzinfo else when.replace(tzinfo=default_tz)
+
+
+def read_timestamps(path: Path) -> dict[str, str]:
+    """student_id -> submitted_at (ISO 8601, with a time) from a CSV, or an error naming the
+    file, the line and what was expected."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in TIMESTAMP_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: expected the columns {', '.join(TIMESTAMP_COLUMNS)}"
+                                 f"; found {', '.join(reader.fieldnames or []) or 'none'}")
+            times = {}
+            for line, row in enumerate(reader, start=2):
+                sid, when = (row[c].strip() for c in TIMESTAMP_COLUMNS)
+                if not sid:
+                    raise ValueError(f"{path} line {line}: empty student_id")
+                if sid in times:
+                    raise ValueError(f"{path} line {line}: student {sid!r} twice")
+                if len(when) <= 10 or parse_time(when) is None:
+                    raise ValueError(f"{path} line {line}: submitted_at {when!r} is not an "
+                                     "ISO 8601 time (e.g. 2027-01-15T23:59:00+01:00)")
+                times[sid] = when
+    except OSError as err:
+        raise FileNotFoundError(f"{path}: cannot read the timestamps CSV ({err.strerror})") \
+            from None
+    return times
 
 
 @dataclass

@@ -3,17 +3,19 @@ the grades.csv columns and the penalty `course export` applies."""
 
 import csv
 
+import nbformat
 import pytest
 
+from course.cli import main
 from course.config import DEFAULT_FILE_PATTERN, CourseConfigError, load
 from course.export import export
 from course.gradebook import _table
 from course.intake import intake, intake_students
-from course.late import Lateness, Policy, assess, parse_policy
+from course.late import Lateness, Policy, assess, parse_policy, read_timestamps
 from course.results import Row
 from tests import lms_exports as lms
 from tests.test_export import TOY, _graded, _rows
-from tests.toy_course import TOML
+from tests.toy_course import TOML, write_toy_course
 
 DUE = "2026-11-02T10:30:00+01:00"
 
@@ -116,3 +118,54 @@ def test_course_toml_late_settings(tmp_path):
     toml.write_text(TOML + '[assignments.extensions]\n"12345" = "next week"\n')
     with pytest.raises(CourseConfigError, match="extensions"):
         load(tmp_path)
+
+
+def _timestamps(path, *lines):
+    path.write_text("student_id,submitted_at\n" + "".join(f"{x}\n" for x in lines))
+    return path
+
+
+def test_a_timestamps_csv_gives_folders_their_times(tmp_path):
+    """`--timestamps`: folders carry no times; the CSV's feed the late policy, and win over
+    an export's own (here Moodle's zip file time)."""
+    subs = tmp_path / "subs"
+    for sid in ("s1", "s2", "s3"):
+        (subs / sid).mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), subs / sid / "toy.ipynb")
+    times = read_timestamps(_timestamps(
+        tmp_path / "t.csv", f"s1,{DUE}", "s2,2026-11-04T09:00:00Z",  # 46.5 h: 2 started days
+        "ghost,2026-11-09T09:00:00Z"))                              # submitted nothing
+    intake(subs, tmp_path / "f", DEFAULT_FILE_PATTERN, timestamps=times)
+    _, students = intake_students(tmp_path / "f")
+    assert set(students) == {"s1", "s2"}
+    got = assess(parse_policy("10%/day"), DUE, students)
+    assert got["s1"] == Lateness(None, 0.0) and (got["s2"].days, got["s2"].percent) == (2, 20)
+    intake(lms.moodle_zip(tmp_path / "m.zip"), tmp_path / "m", DEFAULT_FILE_PATTERN,
+           lms="moodle", timestamps={"1001": "2026-11-05T10:00:00+01:00"})
+    _, students = intake_students(tmp_path / "m")
+    assert students["1001"]["submitted"] == "2026-11-05T10:00:00+01:00"
+
+
+@pytest.mark.parametrize(("lines", "said"), [
+    (["s1,2026-11-02"], "line 2: submitted_at '2026-11-02' is not an ISO 8601 time"),
+    (["s1,2026-11-02T10:00:00Z", "s2,yesterday"], "line 3: submitted_at 'yesterday'"),
+    (["s1,2026-11-02T10:00:00Z", "s1,2026-11-03T10:00:00Z"], "line 3: student 's1' twice"),
+    ([",2026-11-02T10:00:00Z"], "line 2: empty student_id"),
+])
+def test_a_bad_timestamps_csv_names_the_line(tmp_path, lines, said):
+    path = _timestamps(tmp_path / "t.csv", *lines)
+    with pytest.raises(ValueError, match=f"t.csv {said}"):
+        read_timestamps(path)
+
+
+def test_a_timestamps_csv_without_its_columns_or_missing_stops_grade(tmp_path, capsys):
+    root = write_toy_course(tmp_path / "course")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("id,time\ns1,2026-11-02T10:00:00Z\n")
+    for path, said in ((wrong, "expected the columns student_id, submitted_at; found id, time"),
+                       (tmp_path / "absent.csv", "cannot read the timestamps CSV")):
+        assert main(["grade", "toy", str(tmp_path), "--out", str(tmp_path / "out"), "--root",
+                     str(root), "--timestamps", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert str(path) in err and said in err
+    assert not (tmp_path / "out").exists()  # stopped before anything was read or graded

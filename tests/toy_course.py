@@ -40,8 +40,24 @@ def _test(name, visible, hidden, points):
                  grade=True, solution=False, locked=True, grade_id=f"test_{name}", points=points)
 
 
-def write_toy_course(root):
-    """Write ROOT/course/course.toml and ROOT/source/toy/toy.ipynb; return ROOT."""
+WRITTEN_ANSWER = "Adding is commutative: add(a, b) == add(b, a)."
+
+
+def _written(name, answer, points):
+    """A written answer: nbgrader's "Manually graded answer" (a graded markdown solution
+    cell, scored by a person in Formgrader; nbgrader docs, "Creating and grading
+    assignments", cell types)."""
+    cell = nbformat.v4.new_markdown_cell(answer)
+    cell.metadata["nbgrader"] = {"schema_version": 3, "grade": True, "solution": True,
+                                 "locked": False, "grade_id": name, "points": points}
+    return cell
+
+
+def write_toy_course(root, written=False):
+    """Write ROOT/course/course.toml and ROOT/source/toy/toy.ipynb; return ROOT.
+
+    ``written`` adds a 2-point written answer (``why_answer``) after the tests; the
+    autograded total stays 5."""
     (root / "course").mkdir(parents=True)
     (root / "course" / "course.toml").write_text(TOML)
     nb = nbformat.v4.new_notebook()
@@ -53,6 +69,7 @@ def write_toy_course(root):
         _test("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
         _solution("mul", MUL_SOLUTION),
         _test("mul", "assert mul(2, 3) == 6", "assert mul(6, 7) == 42", 3),
+        *([_written("why_answer", WRITTEN_ANSWER, 2)] if written else []),
         # Last, so the tests' cell indices stay put; `course release` writes its source.
         nbformat.v4.new_code_cell("# set-up", metadata={"tags": ["course-setup"]}),
     ]
