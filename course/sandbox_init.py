@@ -33,6 +33,7 @@ import resource
 import shutil
 import signal
 import sys
+import time
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
@@ -88,9 +89,9 @@ def set_up(spec):
 
 
 def others(kernel):
-    """The live processes of this namespace besides PID 1 and the kernel (zombies excluded:
-    they are already dead and wait for this process to reap them)."""
-    found = []
+    """{pid: state letter} of this namespace's processes besides PID 1 and the kernel, dead
+    ones excluded (zombies wait for this process to reap them)."""
+    found = {}
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) not in (1, kernel):
             try:
@@ -99,23 +100,30 @@ def others(kernel):
             except (OSError, IndexError):
                 continue  # gone already
             if state not in "ZX":
-                found.append(int(name))
+                found[int(name)] = state
     return found
 
 
-def kill_all_but(kernel, rounds=200):
-    """SIGKILL every process of the namespace but the kernel, until none is left (a process
-    may fork between the listing and the kill: list again). Orphans come to PID 1, whose
-    loop in run_kernel reaps them."""
-    for _ in range(rounds):
+def kill_all_but(kernel, seconds=10.0):
+    """Kill every process of the namespace but the kernel. First stop them all (a stopped
+    process cannot fork), sweeping until a scan finds none still running; then SIGKILL the
+    lot. Orphans come to PID 1, whose loop in run_kernel reaps them."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         alive = others(kernel)
-        if not alive:
-            return
         for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal(pid, signal.SIGSTOP)
+        if all(state == "T" for state in alive.values()):
+            break
+    for pid in others(kernel):
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def run_kernel(spec, cmd, env):
