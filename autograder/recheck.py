@@ -11,8 +11,8 @@ recorded in the kernel (`autograder.isolation`). The last line of standard outpu
 1. This package's folder comes first on ``sys.path`` (``-I`` ignores PYTHONPATH and the
    working folder) and every module the jobs name is imported before any student code
    runs here, so each check is the one on disk, whatever the notebook did to its copy.
-2. The process makes itself non-dumpable: another process of its user can neither trace it
-   nor read its memory or its file descriptors.
+2. The process makes itself non-dumpable: in the sandbox, where its user has no
+   capabilities, its children can neither trace it nor read its memory or file descriptors.
 3. Each job runs in a forked child, one at a time: standard streams to /dev/null, the
    tripwire's guards on in every thread (`tripwire.guard_every_thread`), recording off,
    then the arguments are unpickled and the check is called. The child sends its verdict
@@ -28,6 +28,7 @@ import pickle
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,9 +83,10 @@ def run_child(check, call: str, write_fd: int) -> None:
 def verdict_of(pid: int, read_fd: int, timeout: float) -> dict:
     """What the child sent before its pipe closed, or why there is no verdict."""
     chunks, size = [], 0
+    deadline = time.monotonic() + timeout
     try:
         while size < MAX_VERDICT:
-            if not select.select([read_fd], [], [], timeout)[0]:
+            if not select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 return {"ok": False, "reason": f"the check ran past the {timeout:g} s limit"}
             chunk = os.read(read_fd, MAX_VERDICT)
             if not chunk:

@@ -131,7 +131,7 @@ def sandbox_uid() -> int:
 
 
 def sandbox_command(cmd: list[str], home: str, hide: list[str], scratch_mb: int,
-                    writable: list[Path] = ()) -> list[str]:
+                    writable: tuple[Path, ...] | list[Path] = ()) -> list[str]:
     """``cmd`` wrapped to run in the sandbox (no network, its own PID and mount namespaces,
     as `sandbox_uid`, HOME a tmpfs of ``scratch_mb`` holding a copy of ``home``, ``hide``
     hidden besides every non-system folder): the kernel's wrapper, and the re-check's

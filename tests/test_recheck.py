@@ -211,3 +211,20 @@ def test_each_evasion_loses_exactly_its_exercise(tmp_path, sandbox):
         assert "re-run outside the notebook" in table.loc[sid, "reason"]
         assert re.search(r"calls torchvision\.ops\.(boxes\.)?box_iou", table.loc[sid, "reason"])
     assert "check_iou left no record" in table.loc["replaces_checks", "reason"]
+
+
+def test_every_check_the_notebooks_hidden_tests_call_is_a_recorded_one():
+    """What `hidden_calls` reads from the source notebooks is what the re-check will find."""
+    import importlib
+
+    from course.config import load
+
+    cfg = load()
+    for a in cfg.assignments:
+        calls = hidden_calls(cfg.source_notebook(a))
+        assert calls, a.id
+        for grade_id, (modules, checks) in calls.items():
+            for check in checks:
+                found = [getattr(importlib.import_module(m), check, None) for m in modules]
+                assert any(getattr(f, "recorded_check", False) for f in found), (a.id, grade_id,
+                                                                                  check)
