@@ -118,9 +118,24 @@ def _guard_code(nfree: int, fire: Callable[[], None]) -> CodeType:
                                         for c in code.co_consts))
 
 
+_HOLDERS: dict[frozenset, list[FunctionType]] = {}
+
+
+def _holders(watched: dict[CodeType, str]) -> list[FunctionType]:
+    """Every live function whose code is watched, or equal to a watched code object (a code
+    object rebuilt by unpickling equals its model). Found once per process and set of
+    references (a scan of every object costs about 0.5 s): in the re-check, student code
+    runs only while unpickling, before the first scan, and inside the guarded calls."""
+    key = frozenset(watched)
+    if key not in _HOLDERS:
+        _HOLDERS[key] = [f for f in gc.get_objects()
+                         if type(f) is FunctionType and f.__code__ in watched]  # no __class__
+    return _HOLDERS[key]
+
+
 def _swap_in_guards(watched: dict[CodeType, str], fired: list[str]) -> list:
-    """Give every live function running watched code a guard; the (function, code) pairs
-    to put back. Equal copies count: a code object rebuilt by unpickling equals its model."""
+    """Give every function holding watched code a guard; the (function, code) pairs to put
+    back."""
 
     def fire(name: str) -> None:
         if name not in fired:
@@ -128,12 +143,12 @@ def _swap_in_guards(watched: dict[CodeType, str], fired: list[str]) -> list:
         raise AssertionError(f"calls {name}, which this exercise may not use")
 
     swapped = []
-    for func in gc.get_objects():
-        if type(func) is FunctionType and func.__code__ in watched:  # no lazy __class__
-            code = func.__code__
-            func.__code__ = _guard_code(len(code.co_freevars),
-                                        functools.partial(fire, watched[code]))
-            swapped.append((func, code))
+    for func in _holders(watched):
+        code = func.__code__
+        if code not in watched:
+            continue  # guarded already (a call inside a guarded call)
+        func.__code__ = _guard_code(len(code.co_freevars), functools.partial(fire, watched[code]))
+        swapped.append((func, code))
     return swapped
 
 
