@@ -9,7 +9,10 @@ The student bundle holds `release/` and `helpers/` only; `course release --check
   the IoU and Grad-CAM checks (both notebooks set those exercises);
 * ``tripwire``          - runs a student's function while watching for calls into the
   functions or modules it was asked not to use;
-* ``gradcam_reference`` - the reference solution of the Grad-CAM exercise.
+* ``gradcam_reference`` - the reference solution of the Grad-CAM exercise;
+* ``isolation``         - ``recorded``, the decorator every public ``check_*`` wears: under
+  autograde it records the call so the worker can run it again outside the kernel;
+* ``recheck``           - that run: a fresh process, checks loaded from disk first, guards on.
 
 The per-submission runner and its isolation live in ``course/`` (``grade.py``, ``worker.py``).
 """

@@ -25,6 +25,7 @@ import helpers.matching
 import helpers.metrics
 import helpers.models
 from autograder import gradcam_reference
+from autograder.isolation import recorded
 from autograder.tripwire import run_without
 
 __all__ = ["BIN_EDGE_SCORES", "GRADCAM_REFS", "IOU_REFS", "MATCH_REFS", "calibration_cases",
@@ -92,6 +93,7 @@ def random_boxes(n: int, gen: torch.Generator, size: float = 100.0) -> torch.Ten
     return torch.cat([xy, xy + wh], dim=1)
 
 
+@recorded
 def check_iou(iou_fn) -> None:
     """Random boxes (many overlapping), empty inputs and touching boxes."""
     gen = torch.Generator().manual_seed(99)
@@ -182,6 +184,7 @@ def hook_count(module: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in module.modules())
 
 
+@recorded
 def check_gradcam(cam_fn, frozen_backbone: bool = False) -> None:
     """Student Grad-CAM maps against the reference for two predicted boxes, hooks released.
 

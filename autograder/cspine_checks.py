@@ -34,6 +34,7 @@ from autograder.common import (
     flip_transform,
     random_scene,
 )
+from autograder.isolation import recorded
 from autograder.tripwire import run_without
 from helpers.data.synthetic import synth_cspine
 from helpers.transforms import eval_transforms
@@ -101,6 +102,7 @@ def _watched(transform, fed: str):
     return call
 
 
+@recorded
 def check_dataset(dataset_cls) -> None:
     """The student's Dataset against the reference CSpineH5Dataset on a fresh file."""
     with tempfile.TemporaryDirectory(prefix="cspine-check-") as tmp:
@@ -122,6 +124,7 @@ def check_dataset(dataset_cls) -> None:
 # ------------------------------------------------------------------ model head
 
 
+@recorded
 def check_head(adapt_fn) -> None:
     """A new 4-class predictor and inputs kept at 80 px, on a detector built for 800 px."""
     torch.manual_seed(5)
@@ -166,6 +169,7 @@ def _same_params(opt, want: list, what: str, fed: str) -> None:
         fail(what, fed, f"the {len(want)} trainable tensors", f"{len(params)} tensors")
 
 
+@recorded
 def check_optimizer(make_fn) -> None:
     """AdamW over the trainable parameters only, with the given settings, and a StepLR."""
     model = _three_layers()
@@ -189,6 +193,7 @@ def check_optimizer(make_fn) -> None:
 # ------------------------------------------------------------------ matching
 
 
+@recorded
 def check_match(match_fn) -> None:
     """Per-image matches against helpers.metrics.match_detections on random scenes."""
     gen = np.random.default_rng(31)
@@ -214,6 +219,7 @@ def check_match(match_fn) -> None:
                 fail("n_gt", fed, len(t["boxes"]), got["n_gt"])
 
 
+@recorded
 def check_precision_recall(pr_fn) -> None:
     """P/R from matches against helpers.metrics.precision_recall of the same scenes."""
     gen = np.random.default_rng(8)
@@ -233,6 +239,7 @@ def check_precision_recall(pr_fn) -> None:
 # ------------------------------------------------------------------ fine-tuning
 
 
+@recorded
 def check_fine_tuning(setup_fn) -> None:
     """Backbone frozen, every head parameter trainable and optimised, the plateau schedule."""
     torch.manual_seed(9)
@@ -271,6 +278,7 @@ def check_fine_tuning(setup_fn) -> None:
 # ------------------------------------------------------------------ calibration
 
 
+@recorded
 def check_ece(ece_fn) -> None:
     """ECE against helpers.calibration, with 10 and 4 bins, on random detections and on scores
     exactly on the bin edges (right-closed bins, as stated), and NaN for no detections."""
@@ -289,6 +297,7 @@ def check_ece(ece_fn) -> None:
 # ------------------------------------------------------------------ Grad-CAM
 
 
+@recorded
 def check_gradcam(cam_fn) -> None:
     """The first assignment's Grad-CAM check, and the same maps on a frozen-backbone model:
     the notebook runs the student's function on the fine-tuned model, whose backbone is

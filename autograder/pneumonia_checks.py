@@ -38,6 +38,7 @@ from autograder.common import (
     flip_transform,
     random_scene,
 )
+from autograder.isolation import recorded
 from autograder.tripwire import run_without
 from helpers.data.synthetic import synth_pneumonia
 from helpers.transforms import eval_transforms
@@ -62,6 +63,7 @@ COLLATE_REFS = {"helpers.data.collate": helpers.data.datasets.collate}
 # ------------------------------------------------------------------ dataset
 
 
+@recorded
 def check_dataset(dataset_cls) -> None:
     """The student's Dataset against the reference PneumoniaDataset on fresh synthetic data:
     the positive patients (training's default) and every patient (``positives_only=False``,
@@ -101,6 +103,7 @@ def check_dataset(dataset_cls) -> None:
 # ------------------------------------------------------------------ collate
 
 
+@recorded
 def check_collate(collate_fn) -> None:
     """Images of different sizes with different box counts stay separate, in order."""
     gen = torch.Generator().manual_seed(5)
@@ -124,6 +127,7 @@ def check_collate(collate_fn) -> None:
 # ------------------------------------------------------------------ model head
 
 
+@recorded
 def check_head(replace_fn) -> None:
     """A new FastRCNNPredictor for 3 classes on a 5-class detector; the rest untouched."""
     torch.manual_seed(3)
@@ -153,6 +157,7 @@ def check_head(replace_fn) -> None:
 # ------------------------------------------------------------------ optimizer
 
 
+@recorded
 def check_optimizer(make_fn) -> None:
     """SGD over the trainable parameters only, with the given settings, and a StepLR."""
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(2, 1))
@@ -183,6 +188,7 @@ def check_optimizer(make_fn) -> None:
 # ------------------------------------------------------------------ precision / recall
 
 
+@recorded
 def check_precision_recall(pr_fn) -> None:
     """Student P/R against helpers.metrics.precision_recall on random scenes."""
     gen = np.random.default_rng(2024)
@@ -198,6 +204,7 @@ def check_precision_recall(pr_fn) -> None:
 # ------------------------------------------------------------------ calibration
 
 
+@recorded
 def check_calibration(bins_fn, ece_fn) -> None:
     """Student reliability bins and ECE against helpers.calibration, with 10 and 4 bins, on
     random detections and on scores exactly on the bin edges (right-closed bins, as stated)."""
@@ -223,6 +230,7 @@ def check_calibration(bins_fn, ece_fn) -> None:
                 fail(f"ECE with n_bins={n_bins}", where, round(ref, 6), round(ece, 6))
 
 
+@recorded
 def check_detection_scores(scores_fn) -> None:
     """Every prediction's (score, TP?) against helpers.calibration.detection_confidences."""
     gen = np.random.default_rng(4242)

@@ -9,18 +9,26 @@ import box_iou as f``, a lambda around it, or a call from a helper of the studen
 A reference is a function or a whole module. A module stands for every function written in
 its source file (top-level functions, methods, properties, nested functions and lambdas,
 private ones included), so renaming or adding a private helper there never opens a gap.
+
+A profiler hook watches one thread, and the student's function can switch it off. The
+re-check process (`autograder.recheck`) therefore also calls `guard_every_thread`: while a
+student's function runs, every function object holding a watched code object (or an equal
+copy of one) gets a guard's code instead, which records the call and raises, in whatever
+thread it is called and whatever the profiler's state. The notebook's kernel does not guard
+(its checks are a first opinion; the re-check decides).
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import CodeType, ModuleType
+from types import CodeType, FunctionType, ModuleType
 
-__all__ = ["Reference", "run_without", "tripwires", "watched_code"]
+__all__ = ["Reference", "guard_every_thread", "run_without", "tripwires", "watched_code"]
 
 Reference = Callable | ModuleType
 _COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
@@ -87,6 +95,63 @@ def watched_code(forbidden: Mapping[str, Reference]) -> dict[CodeType, str]:
     return watched
 
 
+_GUARD = {"on": False}
+
+
+def guard_every_thread() -> None:
+    """From now on, `tripwires` also swaps guards into the watched functions (see above)."""
+    _GUARD["on"] = True
+
+
+def _guard_code(nfree: int, fire: Callable[[], None]) -> CodeType:
+    """A code object that calls ``fire`` (which raises) and fits a function with ``nfree``
+    closure cells (CPython refuses a ``__code__`` whose free variables differ in number)."""
+    cells = [f"cell{i}" for i in range(nfree)]
+    source = ("def outer():\n" + "".join(f"    {c} = None\n" for c in cells)
+              + "    def guard(*args, **kwargs):\n        fire = '__FIRE__'\n        fire()\n"
+              + f"        return ({''.join(c + ', ' for c in cells)})\n"  # never reached
+              + "    return guard\n")
+    namespace: dict = {}
+    exec(compile(source, "<tripwire guard>", "exec"), namespace)  # noqa: S102 - our own text
+    code = namespace["outer"]().__code__
+    return code.replace(co_consts=tuple(fire if c == "__FIRE__" else c
+                                        for c in code.co_consts))
+
+
+_HOLDERS: dict[frozenset, list[FunctionType]] = {}
+
+
+def _holders(watched: dict[CodeType, str]) -> list[FunctionType]:
+    """Every live function whose code is watched, or equal to a watched code object (a code
+    object rebuilt by unpickling equals its model). Found once per process and set of
+    references (a scan of every object costs about 0.5 s): in the re-check, student code
+    runs only while unpickling, before the first scan, and inside the guarded calls."""
+    key = frozenset(watched)
+    if key not in _HOLDERS:
+        _HOLDERS[key] = [f for f in gc.get_objects()
+                         if type(f) is FunctionType and f.__code__ in watched]  # no __class__
+    return _HOLDERS[key]
+
+
+def _swap_in_guards(watched: dict[CodeType, str], fired: list[str]) -> list:
+    """Give every function holding watched code a guard; the (function, code) pairs to put
+    back."""
+
+    def fire(name: str) -> None:
+        if name not in fired:
+            fired.append(name)
+        raise AssertionError(f"calls {name}, which this exercise may not use")
+
+    swapped = []
+    for func in _holders(watched):
+        code = func.__code__
+        if code not in watched:
+            continue  # guarded already (a call inside a guarded call)
+        func.__code__ = _guard_code(len(code.co_freevars), functools.partial(fire, watched[code]))
+        swapped.append((func, code))
+    return swapped
+
+
 @contextmanager
 def tripwires(forbidden: Mapping[str, Reference]) -> Iterator[list[str]]:
     """Watch calls to ``forbidden`` (name -> function or module); yields the names called."""
@@ -101,16 +166,24 @@ def tripwires(forbidden: Mapping[str, Reference]) -> Iterator[list[str]]:
 
     previous = sys.getprofile()
     sys.setprofile(hook)
+    swapped = _swap_in_guards(watched, fired) if _GUARD["on"] else []
     try:
         yield fired
     finally:
+        for func, code in swapped:
+            func.__code__ = code
         sys.setprofile(previous)
 
 
 def run_without(func: Callable, forbidden: Mapping[str, Reference], *args, **kwargs):
     """Call ``func`` and fail the check if it used any of the ``forbidden`` references."""
     with tripwires(forbidden) as fired:
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except Exception:
+            if not fired:
+                raise
+            result = None  # a guard's error, or what followed from it: the call is the news
     if fired:
         raise AssertionError(
             f"{getattr(func, '__name__', 'your function')} calls {', '.join(fired)}; the "

@@ -54,6 +54,11 @@ def _split(cell) -> dict[str, list[str]]:
     return regions
 
 
+def hidden_test_lines(cell) -> list[str]:
+    """The lines of a source cell's hidden-test regions."""
+    return _split(cell)["hidden"]
+
+
 def distinctive(line: str) -> bool:
     """Whether a line says enough to be an answer: its names and literals other than
     keywords and builtins hold at least MIN_CHARS characters."""

@@ -21,12 +21,13 @@ from course.config import Assignment, CourseConfig
 from course.results import digest, grading_inputs, read_result, write_result
 from course.sandbox import row_note
 
-__all__ = ["NOT_INHERITED", "Stopped", "kill_workers", "run_worker", "stop_on_signals",
-           "usable_cpus", "worker_env"]
+__all__ = ["NOT_INHERITED", "Stopped", "kill_tree", "kill_workers", "run_worker",
+           "stop_on_signals", "usable_cpus", "worker_env"]
 
 
-def _kill_tree(pid: int) -> None:
-    """Kill a worker and everything it started (the kernel runs in its own session)."""
+def kill_tree(pid: int) -> None:
+    """Kill a process and everything it started (a worker's kernel, a re-check's children,
+    each in a session or process group of its own)."""
     import psutil
 
     try:
@@ -52,7 +53,7 @@ def kill_workers() -> None:
     with _LIVE_LOCK:
         pids = list(_LIVE)
     for pid in pids:
-        _kill_tree(pid)
+        kill_tree(pid)
 
 
 class Stopped(KeyboardInterrupt):
@@ -120,7 +121,7 @@ def run_worker(cfg: CourseConfig, a: Assignment, template: Path, sid: str, noteb
         try:
             code = proc.wait(timeout=cfg.notebook_timeout)
         except subprocess.TimeoutExpired:
-            _kill_tree(proc.pid)
+            kill_tree(proc.pid)
             code = None
         finally:
             with _LIVE_LOCK:

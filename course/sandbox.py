@@ -125,6 +125,24 @@ def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
             "MPLCONFIGDIR": home, "LANG": env.get("LANG", "C.UTF-8")}
 
 
+def sandbox_uid() -> int:
+    """The user a worker's sandboxed processes run as: one no file and no other worker has."""
+    return UID_BASE + os.getpid()
+
+
+def sandbox_command(cmd: list[str], home: str, hide: list[str], scratch_mb: int,
+                    writable: tuple[Path, ...] | list[Path] = ()) -> list[str]:
+    """``cmd`` wrapped to run in the sandbox (no network, its own PID and mount namespaces,
+    as `sandbox_uid`, HOME a tmpfs of ``scratch_mb`` holding a copy of ``home``, ``hide``
+    hidden besides every non-system folder): the kernel's wrapper, and the re-check's
+    (`course.recheck`). Run it with `kernel_env` as its environment."""
+    spec = {"uid": sandbox_uid(), "nproc": NPROC, "scratch_mb": scratch_mb, "home": str(home),
+            "hide": _hidden(list(hide)),
+            "keep": [[d, False] for d in _package_dirs()] + [[str(w), True] for w in writable]}
+    return ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
+            sys.executable, "-I", "-S", str(INIT), json.dumps(spec), *cmd]
+
+
 def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import Dict
@@ -143,18 +161,14 @@ def _kernel_manager_class():
             self.connection_file = str(ipc / "kernel.json")
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            uid = UID_BASE + os.getpid()
+            uid = sandbox_uid()
             ipc = Path(self.sandbox["ipc"])
             os.chown(ipc, uid, uid)
             os.chmod(ipc, 0o700)
             os.chown(self.connection_file, uid, uid)  # jupyter_client wrote it 0600
             home = str(Path(kw.get("cwd") or os.getcwd()).resolve())
-            spec = {"uid": uid, "nproc": NPROC, "scratch_mb": self.sandbox["scratch_mb"],
-                    "home": home,
-                    "hide": _hidden(self.sandbox.get("hide", [])),
-                    "keep": [[d, False] for d in _package_dirs()] + [[str(ipc), True]]}
-            wrapped = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
-                       sys.executable, "-I", "-S", str(INIT), json.dumps(spec), *kernel_cmd]
+            wrapped = sandbox_command(kernel_cmd, home, self.sandbox.get("hide", []),
+                                      self.sandbox["scratch_mb"], writable=[ipc])
             kw["env"] = kernel_env(kw.get("env") or dict(os.environ), home)
             kw["independent"] = True  # see KEEP_ENV
             return await super()._async_launch_kernel(wrapped, **kw)

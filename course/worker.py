@@ -6,7 +6,9 @@ TEMPLATE is an nbgrader course folder prepared once per run (a gradebook that kn
 assignment; no source notebook). The worker copies it into a private temporary folder,
 puts the submission in as ``submitted/STUDENT/ASSIGNMENT/<notebook>``, and runs nbgrader's
 autograde there: test cells restored, the notebook executed with the per-cell timeout.
-It copies the executed notebook to WORKDIR/autograded.ipynb and writes WORKDIR/result.json
+Then every hidden check call the kernel recorded is run again outside the notebook
+(`course.recheck`): a test cell whose re-check fails, or whose check left no record, scores
+0. It copies the executed notebook to WORKDIR/autograded.ipynb and writes WORKDIR/result.json
 last, atomically: a folder without result.json was never finished. Its own gradebook is
 thrown away; the parent imports the executed notebooks into the one gradebook of the run
 (`course.gradebook.import_results`).
@@ -33,8 +35,9 @@ import nbformat
 from course.config import load
 from course.leaks import grader_secrets, redact_notebook
 from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
+from course.recheck import local_env, recheck, runner
 from course.results import digest, grading_inputs, run_problem, student_errors, write_result
-from course.sandbox import row_note, sandboxed
+from course.sandbox import kernel_env, row_note, sandbox_command, sandboxed
 from course.trim import count_trimmed, with_trimming
 
 GENERIC = ("Please see the", "NbGraderException")
@@ -92,9 +95,11 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     target.parent.mkdir(parents=True)
     shutil.copy(submission, target)
     config = with_trimming(nbgrader_config(cfg, course_dir, course_dir / "gradebook.db"))
-    if sandbox != "none":  # the kernel sees none of these (nor homes, /tmp, the repository)
-        hide = [cfg.root, workdir.parent.parent, submission.parent.parent, template.parent]
-        config = sandboxed(config, scratch, [str(p.resolve()) for p in hide], cfg.scratch_mb)
+    # The kernel and the re-check see none of these (nor homes, /tmp, the repository).
+    hide = [str(p.resolve()) for p in (cfg.root, workdir.parent.parent, submission.parent.parent,
+                                       template.parent)]
+    if sandbox != "none":
+        config = sandboxed(config, scratch, hide, cfg.scratch_mb)
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
     inputs = grading_inputs(cfg, a)
@@ -109,6 +114,9 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
                             seconds=round(time.perf_counter() - start, 1))
     executed = course_dir / "autograded" / sid / a.id / a.notebook
     nb = nbformat.read(executed, as_version=4)
+    rechecked = recheck(nb, cfg.source_notebook(a), recheck_runner(sandbox, scratch, hide,
+                                                                   cfg.scratch_mb),
+                        cfg.cell_timeout)
     trimmed = count_trimmed(nb)
     # What the student's code printed goes back to them as feedback: no solution, hidden
     # test or autograder line may be in it (the sandbox should make this find nothing).
@@ -117,6 +125,8 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     problem = run_problem(nb)
     if trimmed:
         problem = "; ".join(filter(None, [problem, f"{trimmed} oversized output(s) trimmed"]))
+    if rechecked:
+        problem = "; ".join(filter(None, [problem, *rechecked]))
     if redacted:
         problem = "; ".join(filter(None, [problem, f"{redacted} output line(s) redacted: they "
                                           "held solution, hidden-test or autograder text"]))
@@ -126,6 +136,17 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
                                                        note])),
                         notebook="autograded.ipynb",
                         seconds=round(time.perf_counter() - start, 1))
+
+
+def recheck_runner(sandbox: str, scratch: Path, hide: list[str], scratch_mb: int):
+    """How the hidden checks are re-run: in the kernel's sandbox (a fresh tmpfs home), or,
+    with ``sandbox = "none"``, unsandboxed as the kernel was."""
+    if sandbox == "none":
+        return runner(local_env())
+    home = scratch / "recheck"
+    home.mkdir(exist_ok=True)
+    return runner(kernel_env(local_env(), str(home)),
+                  lambda cmd: sandbox_command(cmd, str(home), hide, scratch_mb))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,3 +63,56 @@ def test_a_forbidden_module_covers_methods_and_properties():
         run_without(lambda: m.fp, whole)
     with pytest.raises(AssertionError, match=r"calls helpers\.matching\.box_set, "):
         run_without(metrics.match_detections, whole, pred, target)
+
+
+def _profiler_off(a, b):
+    import sys
+
+    sys.setprofile(None)
+    return torchvision.ops.box_iou(a, b)
+
+
+def _in_a_thread(a, b):
+    import threading
+
+    found = []
+    worker = threading.Thread(target=lambda: found.append(imported_early(a, b)))
+    worker.start()
+    worker.join()
+    return found[0] if found else own_iou(a, b)  # the guard's error dies with the thread
+
+
+@pytest.mark.parametrize("evasion", [_profiler_off, _in_a_thread])
+def test_the_profiler_alone_misses_a_switched_off_hook_and_a_thread(evasion):
+    """What the notebook's kernel runs: both evasions get through (the re-check exists)."""
+    torch.testing.assert_close(run_without(evasion, FORBIDDEN, A, B),
+                               torchvision.ops.box_iou(A, B))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("evasion", [_profiler_off, _in_a_thread])
+def test_guards_catch_them_and_are_taken_out_afterwards(evasion, monkeypatch):
+    """What the re-check process runs (`guard_every_thread`)."""
+    from autograder import tripwire
+
+    monkeypatch.setitem(tripwire._GUARD, "on", True)
+    with pytest.raises(AssertionError, match=r"calls torchvision\.ops\.box_iou|calls helpers"):
+        run_without(evasion, FORBIDDEN, A, B)
+    torch.testing.assert_close(run_without(own_iou, FORBIDDEN, A, B),
+                               torchvision.ops.box_iou(A, B))
+    torch.testing.assert_close(imported_early(A, B), own_iou(A, B))  # the real code is back
+
+
+def test_a_guard_fits_a_function_with_closure_cells(monkeypatch):
+    from autograder import tripwire
+
+    def make(k):
+        def scaled(x):
+            return x * k
+        return scaled
+
+    times3 = make(3)
+    monkeypatch.setitem(tripwire._GUARD, "on", True)
+    with pytest.raises(AssertionError, match="calls times3"):
+        run_without(lambda: times3(2), {"times3": times3})
+    assert times3(2) == 6

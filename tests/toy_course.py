@@ -30,12 +30,14 @@ def _cell(source, **nbgrader):
     return cell
 
 
-def _solution(name, body):
+def solution_cell(name, body):
+    """A solution cell defining ``name(a, b)`` whose body is the solution region."""
     return _cell(f"def {name}(a, b):\n    ### BEGIN SOLUTION\n{body}\n    ### END SOLUTION",
                  grade=False, solution=True, locked=False, grade_id=name)
 
 
-def _test(name, visible, hidden, points):
+def hidden_test_cell(name, visible, hidden, points):
+    """A locked test cell: the visible lines, then the hidden-test region."""
     return _cell(f"{visible}\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS",
                  grade=True, solution=False, locked=True, grade_id=f"test_{name}", points=points)
 
@@ -65,10 +67,10 @@ def write_toy_course(root, written=False):
                                  "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Adding numbers"),
-        _solution("add", ADD_SOLUTION),
-        _test("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
-        _solution("mul", MUL_SOLUTION),
-        _test("mul", "assert mul(2, 3) == 6", "assert mul(6, 7) == 42", 3),
+        solution_cell("add", ADD_SOLUTION),
+        hidden_test_cell("add", "assert add(1, 2) == 3", "assert add(20, 22) == 42", 2),
+        solution_cell("mul", MUL_SOLUTION),
+        hidden_test_cell("mul", "assert mul(2, 3) == 6", "assert mul(6, 7) == 42", 3),
         *([_written("why_answer", WRITTEN_ANSWER, 2)] if written else []),
         # Last, so the tests' cell indices stay put; `course release` writes its source.
         nbformat.v4.new_code_cell("# set-up", metadata={"tags": ["course-setup"]}),
