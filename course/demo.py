@@ -39,9 +39,15 @@ def _solution_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
 
 def half_done(source: Path, student: Path) -> nbformat.NotebookNode:
     """The student notebook with the first half of its exercises answered from the source."""
+    return answered(source, student, share=0.5)
+
+
+def answered(source: Path, student: Path, share: float = 1.0) -> nbformat.NotebookNode:
+    """The student notebook with the first ``share`` of its exercises answered from the
+    source's solution cells (1.0: all of them, a student who solved everything)."""
     answers = _solution_cells(nbformat.read(source, as_version=4))
     nb = nbformat.read(student, as_version=4)
-    chosen = set(list(answers)[: len(answers) // 2])
+    chosen = set(list(answers)[: int(len(answers) * share)])
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in chosen:

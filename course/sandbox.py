@@ -112,6 +112,16 @@ def _hidden(extra: list[str]) -> list[str]:
     return sorted({str(Path(p).resolve()) for p in hide if Path(p).resolve() != Path("/")})
 
 
+def colab_standin() -> str:
+    """The folder of the grading stand-in for ``google.colab`` (autograder/colab_standin):
+    on every grading kernel's PYTHONPATH, sandboxed or not, so a submission's Drive mount or
+    ``from google.colab import files`` costs nothing. Inside autograder/, it is bound into
+    the sandbox with it and never reaches the student bundle."""
+    import autograder
+
+    return str(Path(autograder.__file__).parent / "colab_standin")
+
+
 def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
     """The scrubbed environment of a sandboxed kernel."""
     import autograder
@@ -121,7 +131,7 @@ def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     kept = {k: v for k, v in env.items() if k in KEEP_ENV}
     return {**kept, "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
-            "TMPDIR": home, "PYTHONPATH": os.pathsep.join(sorted(roots)),
+            "TMPDIR": home, "PYTHONPATH": os.pathsep.join([*sorted(roots), colab_standin()]),
             "MPLCONFIGDIR": home, "LANG": env.get("LANG", "C.UTF-8")}
 
 

@@ -37,7 +37,7 @@ from course.leaks import grader_secrets, redact_notebook
 from course.nbgrader_setup import nbgrader_api, nbgrader_config, put_bin_on_path
 from course.recheck import local_env, recheck, runner
 from course.results import digest, grading_inputs, run_problem, student_errors, write_result
-from course.sandbox import kernel_env, row_note, sandbox_command, sandboxed
+from course.sandbox import colab_standin, kernel_env, row_note, sandbox_command, sandboxed
 from course.trim import count_trimmed, with_trimming
 
 GENERIC = ("Please see the", "NbGraderException")
@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     # The process environment is set up here, before nbgrader (and its threads) start.
     put_bin_on_path()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    # The unsandboxed kernel inherits this environment (the sandboxed one gets the same
+    # folder from sandbox.kernel_env): `import google.colab` finds the grading stand-in.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [colab_standin(), os.environ.get("PYTHONPATH")]))
     grade_one(args.root, args.template, args.submission, args.workdir, args.student,
               args.assignment, args.sandbox)
     return 0

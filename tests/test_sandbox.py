@@ -2,12 +2,17 @@
 (the sandbox under attack: tests/test_grade_scale.py::test_sandboxed_hostile_submissions)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from traitlets.config import Config
 
+import autograder
 from course import sandbox
 from course.config import CourseConfigError, load
 from course.feedback import FEEDBACK_PREPROCESSORS, RedactLeaks
@@ -101,3 +106,25 @@ def test_redaction_finds_the_source_from_the_course_folder(toy):
     resources = {"nbgrader": {"assignment": "toy", "notebook": "toy"}}
     nb, resources = RedactLeaks(config=config).preprocess(nb, resources)
     assert "total_of_both" not in nbformat.writes(nb)
+
+
+def test_the_colab_stand_in_is_on_every_grading_kernels_path_and_does_nothing(tmp_path):
+    standin = sandbox.colab_standin()
+    # Inside autograder/: bound into the sandbox with it, never copied into the bundle.
+    assert Path(standin).parent == Path(autograder.__file__).parent
+    assert standin in sandbox.kernel_env({}, "/scratch")["PYTHONPATH"].split(os.pathsep)
+    probe = ("import sys\nprint('google.colab' in sys.modules)\n"
+             "from google.colab import drive, files, userdata\n"
+             "drive.mount('/content/drive')\nprint(files.upload())\n"
+             "try:\n    userdata.get('KAGGLE_KEY')\n"
+             "except userdata.SecretNotFoundError as err:\n    print('no secret', err)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PYTHONPATH": standin, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    say = "[grading stand-in for google.colab] "
+    assert done.stdout.splitlines() == [
+        "False",  # importable, not preimported: the set-up cell stays off under grading
+        say + "drive.mount('/content/drive') does nothing while grading: there is no Drive here",
+        say + "files.upload() returns no files while grading", "{}",
+        say + "userdata.get('KAGGLE_KEY'): no secrets while grading", "no secret KAGGLE_KEY"]
+    assert list(tmp_path.iterdir()) == []  # nothing written where Drive would be
