@@ -6,7 +6,7 @@ The student bundle holds `release/` and `helpers/` only; `course release --check
 * ``pneumonia_checks``, ``cspine_checks`` - one ``check_*`` per autograded exercise, called
   by the hidden-test regions of ``source/<assignment>/<assignment>.ipynb``;
 * ``common``            - what both use: failure messages, fixtures, forbidden references,
-  the IoU and Grad-CAM checks (both notebooks set those exercises);
+  and assignment 1's IoU and Grad-CAM checks;
 * ``tripwire``          - runs a student's function while watching for calls into the
   functions or modules it was asked not to use;
 * ``gradcam_reference`` - the reference solution of the Grad-CAM exercise;

@@ -1,11 +1,13 @@
-"""What both assignments' hidden checks share (grading only: never shipped to students).
+"""What the assignments' hidden checks share (grading only: never shipped to students).
 
 * ``fail``: the one failure message, naming what was fed in, what was expected and got;
 * the references an exercise may not call (``IOU_REFS``, ``MATCH_REFS``, ``GRADCAM_REFS``),
   whole modules where the reference has private helpers (see ``autograder.tripwire``);
 * fixtures: random boxes and scenes, an always-predicting tiny detector, a flip transform;
 * comparisons of a student's sample and P/R dict with the reference's;
-* the checks of the exercises both notebooks set: ``check_iou`` and ``check_gradcam``.
+* assignment 1's IoU and Grad-CAM checks, ``check_iou`` and ``check_gradcam`` (assignment
+  2 no longer grades them; its tests run ``check_gradcam`` on a frozen backbone, as that
+  notebook uses the pasted function on its fine-tuned model).
 """
 
 from __future__ import annotations
@@ -134,17 +136,18 @@ def random_scene(gen: np.random.Generator, n_images: int = 8) -> tuple[list[dict
 
 
 
-# Both notebooks state one bin convention for calibration, scikit-learn's
-# calibration_curve(strategy="uniform") (np.searchsorted on the inner edges, side="left"):
+# Both notebooks state one bin convention for calibration (assignment 2 for helpers' ECE),
+# scikit-learn's calibration_curve(strategy="uniform") (np.searchsorted on the inner edges,
+# side="left"):
 # bins closed on the right, [0, 1/n], (1/n, 2/n], ..., ((n-1)/n, 1], so 0.0 and 0.1 fall
 # in the first of 10 bins and 1.0 in the last. Scores exactly on the edges of 10 and of 4
-# bins tell that convention from a left-closed one; both checks feed the same ones.
+# bins tell that convention from a left-closed one; the pneumonia check feeds them.
 BIN_EDGE_SCORES = np.array([0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0])
 CALIBRATION_SEED = 2018
 
 
 def calibration_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(what was fed, scores, correct)`` for both notebooks' calibration checks: random
+    """``(what was fed, scores, correct)`` for the pneumonia calibration check: random
     over-confident detections with every edge score added, then the edge scores alone with
     alternating correct flags (left- and right-closed bins give different tables and ECEs)."""
     gen = np.random.default_rng(CALIBRATION_SEED)

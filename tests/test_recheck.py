@@ -242,5 +242,5 @@ def test_every_public_check_records_its_calls():
     checks = {f"{n}.{c}": getattr(importlib.import_module(f"autograder.{n}"), c) for n in names
               for c in importlib.import_module(f"autograder.{n}").__all__
               if c.startswith("check_")}
-    assert len(checks) >= 17
+    assert len(checks) >= 15  # common 2, pneumonia 7, cspine 6
     assert [name for name, f in checks.items() if not getattr(f, "recorded_check", False)] == []
