@@ -230,10 +230,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer=None, schedule
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a run killed mid-save (Colab timeout) leaves the old file whole
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` beside ``path``, then rename: a run killed mid-save (a Colab
+    disconnect) leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
@@ -261,9 +267,7 @@ def _step_scheduler(scheduler, monitor: float) -> None:
 
 def _write_progress(path: Path, **progress) -> None:
     """The run's few-KB log (epochs done, history, early-stopping state), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(progress))
-    tmp.replace(path)
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(progress)))
 
 
 def _resume(path: Path, ckpt_dir: Path | None, model, optimizer, scheduler, scaler,

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import colab
 
-KAGGLE_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "COURSE_DATA_DIR",
+SET_BY_HELPERS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "COURSE_DATA_DIR",
                "KAGGLEHUB_CACHE")
 
 
@@ -50,7 +50,7 @@ def fake_colab(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     # What the helpers put in the environment stays in this test's copy of it.
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
-                                        if k not in KAGGLE_VARS})
+                                        if k not in SET_BY_HELPERS})
     monkeypatch.setenv("COURSE_PROFILE", "full")
     return state
 
