@@ -356,6 +356,7 @@ def test_bootstrap(sol):
         checks.check_bootstrap(with_helper)
 
 
+@pytest.mark.slow  # two whole runs of the check under the tripwire profiler (~25 s each)
 def test_bootstrap_leaves_nan_draws_out():
     """Another right form passes; the same one keeping NaN draws fails (only the last step of
     the check tells them apart, so both run it whole)."""
