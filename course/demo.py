@@ -22,6 +22,7 @@ from typing import IO
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbgrader.utils import is_solution
 from tqdm.auto import tqdm
 
@@ -90,9 +91,27 @@ def execute(notebook: Path, out: Path, timeout: int, log: IO | None = None,
                                 resources={"metadata": {"path": str(out.parent)}})
         try:
             client.execute(env=env, stdout=log, stderr=log)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            raise SystemExit(_failed(notebook, bar.n, len(nb.cells), err, timeout, out)) from None
         finally:
             nbformat.write(nb, out)  # also when a cell failed: the error is in the saved copy
     return time.perf_counter() - start
+
+
+def _failed(notebook: Path, cell: int, cells: int, err: Exception, timeout: int,
+            saved: Path) -> str:
+    """What to tell the user when a solution notebook stops: which cell, why, where to look
+    (nbclient's own message quotes the whole cell and traceback: that stays in the log)."""
+    if isinstance(err, CellTimeoutError):
+        why = (f"ran longer than the cell limit of {timeout} s ([grading] cell_timeout in "
+               f"course.toml); a loaded machine is the usual cause: stop other jobs and "
+               f"run the demo again")
+    elif isinstance(err, DeadKernelError):
+        why = "killed its kernel (out of memory?)"
+    else:
+        why = f"raised {err.ename}: {err.evalue}".strip()
+    return (f"{notebook}: cell {cell} of {cells} {why}. The executed copy, with the error "
+            f"in it, is {saved}.")
 
 
 def students(cfg: CourseConfig, a: Assignment, folder: Path) -> Path:

@@ -46,6 +46,29 @@ def test_course_demo_stops_on_a_stale_release(tmp_path):
         main(["demo", "--root", str(root), "--out", str(tmp_path / "out")])
 
 
+@pytest.mark.parametrize(("cell", "says"), [
+    ("raise ValueError('a broken solution cell')", "raised ValueError: a broken solution cell"),
+    ("import time\ntime.sleep(60)", "ran longer than the cell limit of 5 s"),
+])
+def test_course_demo_names_the_notebook_and_cell_that_stopped_it(tmp_path, cell, says):
+    """One paragraph naming notebook, cell and cause, not nbclient's traceback."""
+    root = write_toy_course(tmp_path / "toy")  # its cell_timeout is 5 s
+    source = root / "source" / "toy" / "toy.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(cell))
+    nbformat.write(nb, source)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--root", str(root), "--out", str(out)])
+    saved = out / "executed" / "toy.ipynb"
+    assert str(stop.value) == (f"{source}: cell 3 of {len(nb.cells)} {says}"
+                               + ("" if "ValueError" in says else
+                                  " ([grading] cell_timeout in course.toml); a loaded machine "
+                                  "is the usual cause: stop other jobs and run the demo again")
+                               + f". The executed copy, with the error in it, is {saved}.")
+    assert nbformat.read(saved, as_version=4).cells[2].outputs  # the error is in the copy
+
+
 def test_the_demo_grades_unsandboxed_only_where_no_sandbox_can_run(monkeypatch, capsys):
     """A laptop without root still runs `make demo`; `course grade` would stop instead."""
     import course.sandbox
