@@ -3,9 +3,11 @@ description of its download (NOTES.md, "What real LMS exports look like"):
 
 * Canvas, lib/content_zipper.rb: one flat zip, "<sortable name, lowercased, non-word
   characters removed>[_LATE]_<user id>_<attachment id>_<display name>"; anonymous grading
-  puts "anon_<anonymous id>" in the name part; a resubmitted file's display name may end
-  in "-1", "-2". Gradebook export columns: Student, ID, SIS User ID, SIS Login ID, Section,
-  then "<title> (<assignment id>)", with a "Points Possible" row under the header.
+  drops the name and writes "anon_<anonymous id>" for the user id, so a late anonymous file
+  is "LATE_anon_<id>_<attachment id>_<display name>" (get_filename); a resubmitted file's
+  display name may end in "-1", "-2". Gradebook export columns: Student, ID, SIS User ID,
+  SIS Login ID, Section, then "<title> (<assignment id>)", with a "Points Possible" row
+  under the header.
 * Moodle, mod/assign/locallib.php download_submissions(): a folder per student
   "<Full name>_<participant id>_assignsubmission_file_/" (blind marking: "Participant_<id>_
   ..."), or the same prefix on each file in the flat variant; the grading worksheet's
@@ -90,10 +92,11 @@ def canvas_zip(path: Path) -> Path:
 
 
 def canvas_anonymous_zip(path: Path) -> Path:
-    """The same download with anonymous grading on: "anon_<anonymous id>" as the name."""
+    """The same download with anonymous grading on: no name, "anon_<anonymous id>" for the
+    user id, "LATE_" before it when late."""
     return _write_zip(path, [
         ("anon_Bx9cZ_68001_Copy of toy.ipynb", notebook_text("anon Bx9cZ"), NEW),
-        ("anon_q7Lk2_LATE_68002_toy.ipynb", notebook_text("anon q7Lk2"), NEW),
+        ("LATE_anon_q7Lk2_68002_toy.ipynb", notebook_text("anon q7Lk2"), NEW),
         ("anon_77aaa_68003_toy.ipynb", notebook_text("anon 77aaa"), NEW),
     ])
 
