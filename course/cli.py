@@ -47,18 +47,24 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
+    from dataclasses import replace
+
     from course.config import load
     from course.grade import grade, parse_shard
-    from course.late import read_timestamps
+    from course.late import read_extensions, read_timestamps
 
     cfg = load(args.root)
     shard = parse_shard(args.shard) if args.shard else None
     try:
         times = read_timestamps(args.timestamps) if args.timestamps else None
+        extra = read_extensions(args.extensions) if args.extensions else {}
     except (FileNotFoundError, ValueError) as err:
         print(err, file=sys.stderr)
         return 1
-    table = grade(cfg, cfg.assignment(args.assignment), args.submissions, args.out,
+    a = cfg.assignment(args.assignment)
+    if extra:  # the CSV's due dates win over course.toml's for the same student
+        a = replace(a, extensions=tuple({**dict(a.extensions), **extra}.items()))
+    table = grade(cfg, a, args.submissions, args.out,
                   pattern=args.pattern, workers=args.workers, force=args.force, shard=shard,
                   students=set(args.student or ()), lms=args.lms, roster=args.roster,
                   timestamps=times)
@@ -232,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="submission times for [grading] late_policy: a CSV with the columns "
                           "student_id, submitted_at (ISO 8601, e.g. 2027-01-15T23:59:00+01:00); "
                           "wins over the export's times (default: the export's, if any)")
+    grd.add_argument("--extensions", type=Path, default=None, metavar="CSV",
+                     help="per-student due dates for [grading] late_policy: a CSV with the "
+                          "columns student_id, due (ISO 8601 date or time, e.g. 2027-01-18 or "
+                          "2027-01-18T23:59:00+01:00); wins over the assignment's extensions in "
+                          "course.toml (default: course.toml's only)")
     mrg = sub.add_parser("grade-merge", parents=[graded, root, out],
                          help="fold `grade --shard` outputs into one gradebook")
     mrg.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")

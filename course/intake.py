@@ -9,7 +9,8 @@ exports look like"), and the student key is always the LMS's stable id, never a 
   file_pattern`` or ``--pattern``);
 * ``canvas``: "Download submissions", one flat zip of
   ``<sortable name>[_LATE]_<user id>_<attachment id>_<display name>`` (anonymous grading:
-  ``anon_<anonymous id>`` as the name); key: the user id, or ``anon_<id>``;
+  ``[LATE_]anon_<anonymous id>_<attachment id>_<display name>``); key: the user id, or
+  ``anon_<id>``;
 * ``moodle``: "Download all submissions", ``Full Name_<participant id>_assignsubmission_file_``
   as a folder per student or as a prefix of each file (blind marking: ``Participant_<id>``);
   key: the participant id (the worksheet's ``Participant <id>``);
@@ -50,8 +51,10 @@ STUDENTS_JSON = "students.json"
 # first "_<digits>_<digits>_" after it ends the name.
 CANVAS = re.compile(r"^(?P<name>.*?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<att>\d+)_(?P<display>.+)$",
                     re.S)
-CANVAS_ANON = re.compile(r"^anon_(?P<anon>[A-Za-z0-9]+)(?P<late>_LATE)?(?:_(?P<uid>\d+))?"
-                         r"_(?P<att>\d+)_(?P<display>.+)$", re.S)
+# Anonymous grading (content_zipper.rb, get_filename): no name, the id is "anon_<anonymous
+# id>" (base58), so a late file starts "LATE_anon_<id>_<attachment id>_<display name>".
+CANVAS_ANON = re.compile(r"^(?P<late>LATE_)?anon_(?P<anon>[A-Za-z0-9]+)_(?P<att>\d+)_"
+                         r"(?P<display>.+)$", re.S)
 # Canvas numbers a resubmitted file's display name: "Copy of toy-1.ipynb", "toy-2.ipynb".
 RESUBMITTED = re.compile(r"-(\d+)$")
 # Moodle, mod/assign/locallib.php download_submissions(): prefix = clean_filename(fullname
@@ -217,7 +220,7 @@ def read_canvas(root: Path) -> tuple[list[Upload], list[Row]]:
     uploads, rows = [], []
     for path in _files(root):
         name = path.name
-        match = CANVAS_ANON.match(name) if name.startswith("anon_") else None
+        match = CANVAS_ANON.match(name)
         if match:
             key, display_name = f"anon_{match['anon']}", ""
         else:

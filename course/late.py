@@ -7,7 +7,8 @@ day after the due date, at most M percent. Times come from the export (Gradescop
 its ``LATE`` marker, which counts as one started day; ``--timestamps CSV`` (columns
 ``student_id``, ``submitted_at``) gives the times where the export has none, and wins
 where it has some. An assignment's ``extensions``
-(student id -> a later due date, in course.toml) moves that student's due date.
+(student id -> a later due date, in course.toml, or ``--extensions CSV`` with the columns
+``student_id``, ``due``, whose dates win) moves that student's due date.
 With a policy, grades.csv gets two trailing columns: ``late_days`` (started days late,
 blank when on time or unknown) and ``late_penalty_pct``; ``total`` stays the autograded
 points, and `course export` applies the percentage to the final points.
@@ -23,6 +24,7 @@ from datetime import datetime, time, timezone
 from pathlib import Path
 
 TIMESTAMP_COLUMNS = ("student_id", "submitted_at")
+EXTENSION_COLUMNS = ("student_id", "due")
 
 POLICY = re.compile(r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*%\s*/\s*day(?:\s+cap\s+(?P<cap>\d+(?:\.\d+)?)"
                     r"\s*%)?\s*$")
@@ -73,28 +75,46 @@ def parse_time(text: str, default_tz=timezone.utc) -> datetime | None:
 def read_timestamps(path: Path) -> dict[str, str]:
     """student_id -> submitted_at (ISO 8601, with a time) from a CSV, or an error naming the
     file, the line and what was expected."""
+    return _read_csv(path, "timestamps", TIMESTAMP_COLUMNS,
+                     lambda when: len(when) > 10 and parse_time(when) is not None,
+                     "an ISO 8601 time (e.g. 2027-01-15T23:59:00+01:00)")
+
+
+def read_extensions(path: Path) -> dict[str, str]:
+    """student_id -> that student's due date (ISO 8601 date or time, as course.toml's
+    extensions) from a CSV, or an error naming the file, the line and what was expected."""
+    return _read_csv(path, "extensions", EXTENSION_COLUMNS,
+                     lambda due: parse_time(due) is not None,
+                     "an ISO 8601 date or time (e.g. 2027-01-18 or 2027-01-18T23:59:00+01:00)")
+
+
+def _read_csv(path: Path, what: str, columns: tuple[str, str], valid, expected: str
+              ) -> dict[str, str]:
+    """student_id -> value from a CSV with COLUMNS (student id first); a line whose value is
+    not VALID, an empty or repeated id, or missing columns stop with the file and line."""
+    key, column = columns
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in TIMESTAMP_COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(f"{path}: expected the columns {', '.join(TIMESTAMP_COLUMNS)}"
+                raise ValueError(f"{path}: expected the columns {', '.join(columns)}"
                                  f"; found {', '.join(reader.fieldnames or []) or 'none'}")
-            times = {}
+            values = {}
             for line, row in enumerate(reader, start=2):
-                sid, when = (row[c].strip() for c in TIMESTAMP_COLUMNS)
+                sid, value = ((row[c] or "").strip() for c in columns)
                 if not sid:
-                    raise ValueError(f"{path} line {line}: empty student_id")
-                if sid in times:
+                    raise ValueError(f"{path} line {line}: empty {key}")
+                if sid in values:
                     raise ValueError(f"{path} line {line}: student {sid!r} twice")
-                if len(when) <= 10 or parse_time(when) is None:
-                    raise ValueError(f"{path} line {line}: submitted_at {when!r} is not an "
-                                     "ISO 8601 time (e.g. 2027-01-15T23:59:00+01:00)")
-                times[sid] = when
+                if not valid(value):
+                    raise ValueError(f"{path} line {line}: {column} {value!r} is not "
+                                     f"{expected}")
+                values[sid] = value
     except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read the timestamps CSV ({err.strerror})") \
+        raise FileNotFoundError(f"{path}: cannot read the {what} CSV ({err.strerror})") \
             from None
-    return times
+    return values
 
 
 @dataclass

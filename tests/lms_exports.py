@@ -3,9 +3,11 @@ description of its download (NOTES.md, "What real LMS exports look like"):
 
 * Canvas, lib/content_zipper.rb: one flat zip, "<sortable name, lowercased, non-word
   characters removed>[_LATE]_<user id>_<attachment id>_<display name>"; anonymous grading
-  puts "anon_<anonymous id>" in the name part; a resubmitted file's display name may end
-  in "-1", "-2". Gradebook export columns: Student, ID, SIS User ID, SIS Login ID, Section,
-  then "<title> (<assignment id>)", with a "Points Possible" row under the header.
+  drops the name and writes "anon_<anonymous id>" for the user id, so a late anonymous file
+  is "LATE_anon_<id>_<attachment id>_<display name>" (get_filename); a resubmitted file's
+  display name may end in "-1", "-2". Gradebook export columns: Student, ID, SIS User ID,
+  SIS Login ID, Section, then "<title> (<assignment id>)", with a "Points Possible" row
+  under the header.
 * Moodle, mod/assign/locallib.php download_submissions(): a folder per student
   "<Full name>_<participant id>_assignsubmission_file_/" (blind marking: "Participant_<id>_
   ..."), or the same prefix on each file in the flat variant; the grading worksheet's
@@ -48,7 +50,7 @@ def zipped(files: dict[str, str | bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _write_zip(path: Path, entries: list[tuple[str, str | bytes, tuple]]) -> Path:
+def write_zip(path: Path, entries: list[tuple[str, str | bytes, tuple]]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, data, when in entries:
             zf.writestr(zipfile.ZipInfo(name, date_time=when), data)
@@ -73,7 +75,7 @@ CANVAS_NO_SUBMISSION = ("90123", "Quiet, Quinn")  # on the roster, nothing in th
 def canvas_zip(path: Path) -> Path:
     """Canvas "Download submissions" for assignment 'toy'."""
     nb = notebook_text
-    return _write_zip(path, [
+    return write_zip(path, [
         ("smithjohn_12345_67890_Copy of toy.ipynb", nb("smith 12345"), NEW),
         ("smithjohn_12346_67891_toy.ipynb", nb("smith 12346"), NEW),
         ("müllerjürgen_LATE_23456_67892_toy.ipynb", nb("müller"), NEW),
@@ -90,26 +92,28 @@ def canvas_zip(path: Path) -> Path:
 
 
 def canvas_anonymous_zip(path: Path) -> Path:
-    """The same download with anonymous grading on: "anon_<anonymous id>" as the name."""
-    return _write_zip(path, [
+    """The same download with anonymous grading on: no name, "anon_<anonymous id>" for the
+    user id, "LATE_" before it when late."""
+    return write_zip(path, [
         ("anon_Bx9cZ_68001_Copy of toy.ipynb", notebook_text("anon Bx9cZ"), NEW),
-        ("anon_q7Lk2_LATE_68002_toy.ipynb", notebook_text("anon q7Lk2"), NEW),
+        ("LATE_anon_q7Lk2_68002_toy.ipynb", notebook_text("anon q7Lk2"), NEW),
         ("anon_77aaa_68003_toy.ipynb", notebook_text("anon 77aaa"), NEW),
     ])
 
 
 def canvas_roster(path: Path, title: str = "Adding numbers", assignment: int = 4711,
-                  points: str = "5.00") -> Path:
+                  points: str = "5.00", students: dict[str, str] | None = None) -> Path:
     """Canvas gradebook export: the header, Canvas's "Points Possible" row, one student per
-    line; 34567 (the CJK name) is left out, as a student who dropped the course."""
+    line. STUDENTS (user id -> "Last, First") defaults to CANVAS_STUDENTS without 34567 (the
+    CJK name, a student who dropped the course) and with CANVAS_NO_SUBMISSION."""
+    if students is None:
+        students = {uid: name for uid, (name, _) in CANVAS_STUDENTS.items() if uid != "34567"}
+        students[CANVAS_NO_SUBMISSION[0]] = CANVAS_NO_SUBMISSION[1]
     rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
              f"{title} ({assignment})"],
             ["    Points Possible", "", "", "", "", points]]
-    for uid, (name, _) in CANVAS_STUDENTS.items():
-        if uid != "34567":
-            rows.append([name, uid, f"S{uid}", f"login{uid}", "Section A", ""])
-    rows.append([CANVAS_NO_SUBMISSION[1], CANVAS_NO_SUBMISSION[0], "S90123", "login90123",
-                 "Section A", ""])
+    rows += [[name, uid, f"S{uid}", f"login{uid}", "Section A", ""]
+             for uid, name in students.items()]
     with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
     return path
@@ -140,7 +144,7 @@ def moodle_zip(path: Path, flat: bool = False) -> Path:
     def f(pid, name):
         return moodle_prefix(pid) + sep + name
 
-    return _write_zip(path, [
+    return write_zip(path, [
         (f("1001", "Copy of toy.ipynb"), nb("álvarez"), NEW),
         (f("1002", "toy.ipynb"), nb("smith 1002"), NEW),
         (f("1003", "toy.ipynb"), nb("smith 1003"), NEW),
@@ -154,7 +158,7 @@ def moodle_zip(path: Path, flat: bool = False) -> Path:
 
 
 def moodle_blind_zip(path: Path) -> Path:
-    return _write_zip(path, [
+    return write_zip(path, [
         ("Participant_2001_assignsubmission_file_/toy.ipynb", notebook_text("p2001"), NEW),
         ("Participant_2002_assignsubmission_file_/Copy of toy.ipynb", notebook_text("p2002"),
          NEW),
@@ -213,7 +217,7 @@ submission_3004:
 def gradescope_zip(path: Path) -> Path:
     """A Gradescope export: assignment_<id>_export/ with submission folders + metadata."""
     top = "assignment_99_export/"
-    return _write_zip(path, [
+    return write_zip(path, [
         (top + "submission_metadata.yml", GRADESCOPE_METADATA, NEW),
         (top + "submission_3001/toy.ipynb", notebook_text("perez"), NEW),
         (top + "submission_3002/Copy of toy.ipynb", notebook_text("sato"), NEW),

@@ -69,7 +69,7 @@ def test_canvas_without_roster_names_the_column_and_skips_anonymous(tmp_path):
     assert sorted(report.not_on_roster) == ["anon_77aaa", "anon_Bx9cZ", "anon_q7Lk2"]
     assert any("Adding numbers (toy)" in n for n in report.notes)
     with zipfile.ZipFile(report.feedback_zip) as zf:
-        assert "anon_q7Lk2_LATE_68002_feedback.html" in zf.namelist()
+        assert "LATE_anon_q7Lk2_68002_feedback.html" in zf.namelist()
 
 
 def test_moodle_worksheet_and_feedback_zip(tmp_path):

@@ -9,32 +9,18 @@ import html
 import re
 
 import nbformat
-import pandas as pd
 import pytest
 
 from course.cli import main
-from tests.toy_course import ADD_SOLUTION, write_toy_course
+from tests.toy_course import (
+    ADD_SOLUTION,
+    STUB,
+    formgrader_score,
+    read_grades,
+    write_toy_course,
+)
 
-STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
 SOL, HALF = "12345", "12346"  # Canvas-like numeric ids, so `course export --lms canvas` lists them
-
-
-def _formgrader(db, sid, points, comment):
-    """Score and comment `why_answer` as Formgrader's API does it (nbgrader 0.9.6,
-    server_extensions/formgrader/apihandlers.py: GradeHandler.put, CommentHandler.put)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{db}") as gb:
-        grade = gb.find_grade("why_answer", "toy", "toy", sid)
-        grade.manual_score, grade.extra_credit = points, None
-        grade.needs_manual_grade = grade.manual_score is None and grade.auto_score is None
-        gb.find_comment("why_answer", "toy", "toy", sid).manual_comment = comment
-        gb.db.commit()
-
-
-def _grades(out):
-    return pd.read_csv(out / "grades.csv", keep_default_na=False,
-                       dtype={"student_id": str}).set_index("student_id")
 
 
 def _feedback_text(out, sid):
@@ -73,7 +59,7 @@ def term(tmp_path_factory):
 @pytest.mark.slow  # the term fixture grades two notebooks: ~1 minute in all
 def test_written_answers_await_a_ta_and_say_so(term):
     _, _, out, _ = term
-    table = _grades(out)
+    table = read_grades(out)
     assert list(table.columns) == ["test_add", "test_mul", "total", "max_score", "why_answer",
                                    "written", "overall", "overall_max", "status", "reason"]
     for sid, total in ((SOL, 5), (HALF, 2)):
@@ -88,8 +74,8 @@ def test_written_answers_await_a_ta_and_say_so(term):
 def test_hand_grades_survive_reruns_force_and_a_changed_hidden_check(term, capsys):
     root, _, out, grade = term
     db = out / "gradebook.db"
-    _formgrader(db, SOL, 2.0, "Well argued.")
-    _formgrader(db, HALF, 1.0, "Say why the order does not matter.")
+    formgrader_score(db, SOL, 2.0, "Well argued.")
+    formgrader_score(db, HALF, 1.0, "Say why the order does not matter.")
 
     assert main(grade) == 0  # plain re-run: nothing regraded
     assert "graded 0 submission(s)" in capsys.readouterr().out
@@ -110,7 +96,7 @@ def test_hand_grades_survive_reruns_force_and_a_changed_hidden_check(term, capsy
 
 
 def _hand_grades_are_there(out):
-    table = _grades(out)
+    table = read_grades(out)
     assert table.loc[SOL, ["why_answer", "written", "overall"]].tolist() == [2, 2, 7]
     assert table.loc[HALF, ["why_answer", "written", "overall"]].tolist() == [1, 1, 3]
     assert "written answer" not in table.loc[SOL, "reason"]
@@ -120,8 +106,8 @@ def _hand_grades_are_there(out):
 @pytest.mark.slow
 def test_a_changed_written_answer_is_flagged_until_regraded(term):
     root, subs, out, grade = term
-    if (_grades(out).loc[HALF, "written"]) == "":
-        _formgrader(out / "gradebook.db", HALF, 1.0, "Say why.")  # when run alone
+    if (read_grades(out).loc[HALF, "written"]) == "":
+        formgrader_score(out / "gradebook.db", HALF, 1.0, "Say why.")  # when run alone
         assert main(grade) == 0
     nb = nbformat.read(subs / HALF / "toy.ipynb", as_version=4)
     answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
@@ -129,15 +115,15 @@ def test_a_changed_written_answer_is_flagged_until_regraded(term):
     answer.source = "a + b and b + a are the same sum, whatever the order."
     nbformat.write(nb, subs / HALF / "toy.ipynb")  # the resubmission
     assert main(grade) == 0
-    row = _grades(out).loc[HALF]
+    row = read_grades(out).loc[HALF]
     assert "written answer why_answer changed since it was hand-graded: regrade it" in (
         row["reason"])
     assert row["why_answer"] == row["overall"] == "" and row["total"] == 2
     assert _canvas_points(out, root)[HALF] == ""  # blank in the LMS, not the old score
 
-    _formgrader(out / "gradebook.db", HALF, 2.0, "Now it says why.")
+    formgrader_score(out / "gradebook.db", HALF, 2.0, "Now it says why.")
     assert main(grade) == 0
-    row = _grades(out).loc[HALF]
+    row = read_grades(out).loc[HALF]
     assert (row["why_answer"], row["overall"]) == (2, 4) and "regrade" not in row["reason"]
 
 

@@ -16,9 +16,7 @@ from course.config import load
 from course.grade import grade, in_shard
 from course.gradebook import merge
 from course.pool import worker_env
-from tests.toy_course import ADD_SOLUTION, MUL_SOLUTION, write_toy_course
-
-STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
+from tests.toy_course import ADD_SOLUTION, MUL_SOLUTION, STUB, write_toy_course
 
 
 def _put(folder, nb, name="toy.ipynb"):

@@ -112,9 +112,9 @@ def test_gradescope_keys_by_sid_else_email(tmp_path):
 def test_a_newer_export_is_unpacked_into_a_fresh_folder(tmp_path):
     """A resubmitter's old file from the previous export must not sit beside the new one."""
     out = tmp_path / "out"
-    first = lms._write_zip(tmp_path / "1.zip", [
+    first = lms.write_zip(tmp_path / "1.zip", [
         ("leeann_56789_67895_toy.ipynb", lms.notebook_text("lee first"), lms.OLD)])
-    second = lms._write_zip(tmp_path / "2.zip", [
+    second = lms.write_zip(tmp_path / "2.zip", [
         ("leeann_56789_67999_toy-1.ipynb", lms.notebook_text("lee second"), lms.NEW)])
     for kind in ("canvas", "folders"):
         _run(first, out, kind)

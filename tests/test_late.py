@@ -11,7 +11,14 @@ from course.config import DEFAULT_FILE_PATTERN, CourseConfigError, load
 from course.export import export
 from course.gradebook import _table
 from course.intake import intake, intake_students
-from course.late import Lateness, Policy, assess, parse_policy, read_timestamps
+from course.late import (
+    Lateness,
+    Policy,
+    assess,
+    parse_policy,
+    read_extensions,
+    read_timestamps,
+)
 from course.results import Row
 from tests import lms_exports as lms
 from tests.test_export import TOY, _graded, _rows
@@ -158,14 +165,71 @@ def test_a_bad_timestamps_csv_names_the_line(tmp_path, lines, said):
         read_timestamps(path)
 
 
-def test_a_timestamps_csv_without_its_columns_or_missing_stops_grade(tmp_path, capsys):
+@pytest.mark.parametrize(("option", "columns"), [("--timestamps", "student_id, submitted_at"),
+                                                ("--extensions", "student_id, due")])
+def test_a_csv_option_without_its_columns_or_missing_stops_grade(tmp_path, capsys, option,
+                                                                 columns):
     root = write_toy_course(tmp_path / "course")
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,time\ns1,2026-11-02T10:00:00Z\n")
-    for path, said in ((wrong, "expected the columns student_id, submitted_at; found id, time"),
-                       (tmp_path / "absent.csv", "cannot read the timestamps CSV")):
+    what = option.removeprefix("--")
+    for path, said in ((wrong, f"expected the columns {columns}; found id, time"),
+                       (tmp_path / "absent.csv", f"cannot read the {what} CSV")):
         assert main(["grade", "toy", str(tmp_path), "--out", str(tmp_path / "out"), "--root",
-                     str(root), "--timestamps", str(path)]) == 1
+                     str(root), option, str(path)]) == 1
         err = capsys.readouterr().err
         assert str(path) in err and said in err
     assert not (tmp_path / "out").exists()  # stopped before anything was read or graded
+
+
+def _extensions(path, *lines):
+    path.write_text("student_id,due\n" + "".join(f"{x}\n" for x in lines))
+    return path
+
+
+def test_an_extensions_csv_moves_each_students_due_date(tmp_path):
+    ext = read_extensions(_extensions(tmp_path / "e.csv", "s1,2026-11-05",  # end of that day
+                                      "s2,2026-11-03T12:00:00+01:00"))
+    assert ext == {"s1": "2026-11-05", "s2": "2026-11-03T12:00:00+01:00"}
+    students = {sid: {"submitted": "2026-11-03T13:00:00+01:00"} for sid in ("s1", "s2", "s3")}
+    got = assess(parse_policy("10%/day"), DUE, students, ext)
+    assert got["s1"] == Lateness(None, 0.0)
+    assert (got["s2"].days, got["s2"].percent) == (1, 10) and "(extension)" in got["s2"].note
+    assert (got["s3"].days, got["s3"].percent) == (2, 20)  # 26.5 h after DUE
+
+
+@pytest.mark.parametrize(("lines", "said"), [
+    (["s1,next week"], "line 2: due 'next week' is not an ISO 8601 date or time"),
+    (["s1,2026-11-05", "s2,"], "line 3: due '' is not an ISO 8601 date or time"),
+    (["s1,2026-11-05", "s1,2026-11-06"], "line 3: student 's1' twice"),
+    ([" ,2026-11-05"], "line 2: empty student_id"),
+])
+def test_a_bad_extensions_csv_names_the_line(tmp_path, lines, said):
+    path = _extensions(tmp_path / "e.csv", *lines)
+    with pytest.raises(ValueError, match=f"e.csv {said}"):
+        read_extensions(path)
+
+
+def test_grade_takes_extensions_from_a_csv_over_course_toml(tmp_path):
+    """`course grade --extensions`: the CSV's date wins over course.toml's for s1 and
+    extends s2; s3 keeps the assignment's due date. (The uploads are not notebooks, so no
+    kernel runs; their rows still carry the lateness.)"""
+    root = write_toy_course(tmp_path / "course")
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace("workers = 1",
+                                             'workers = 1\nlate_policy = "10%/day"')
+                    + '[assignments.extensions]\n"s1" = "2027-01-02"\n')
+    subs = tmp_path / "subs"
+    for sid in ("s1", "s2", "s3"):
+        (subs / sid).mkdir(parents=True)
+        (subs / sid / "toy.py").write_text("print(1)\n")
+    late = "2027-01-04T12:00:00+00:00"  # 2.5 days after the toy's due date, 2027-01-01
+    times = _timestamps(tmp_path / "t.csv", f"s1,{late}", f"s2,{late}", f"s3,{late}")
+    ext = _extensions(tmp_path / "e.csv", "s1,2027-01-03", "s2,2027-01-05")
+    out = tmp_path / "out"
+    assert main(["grade", "toy", str(subs), "--out", str(out), "--root", str(root),
+                 "--timestamps", str(times), "--extensions", str(ext)]) == 0
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert [rows[s]["late_penalty_pct"] for s in ("s1", "s2", "s3")] == ["10.0", "0.0", "30.0"]
+    assert "(extension)" in rows["s1"]["reason"]

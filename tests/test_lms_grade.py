@@ -11,15 +11,9 @@ import pytest
 
 from course.cli import main
 from tests import lms_exports as lms
-from tests.toy_course import ADD_SOLUTION, write_toy_course
+from tests.toy_course import ADD_SOLUTION, STUB, read_grades, write_toy_course
 
 pytestmark = pytest.mark.slow  # grades four notebooks (kernels): about a minute
-STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"
-
-
-def _grades(out):
-    return pd.read_csv(out / "grades.csv", keep_default_na=False,
-                       dtype={"student_id": str}).set_index("student_id")
 
 
 def test_canvas_export_round_trip(tmp_path):
@@ -34,7 +28,7 @@ def test_canvas_export_round_trip(tmp_path):
     half.cells[2].source = half.cells[2].source.replace(STUB, ADD_SOLUTION.strip())
     half = nbformat.writes(half)
     roster = lms.canvas_roster(tmp_path / "roster.csv")
-    first = lms._write_zip(tmp_path / "first.zip", [
+    first = lms.write_zip(tmp_path / "first.zip", [
         ("smithjohn_12345_67890_Copy of toy.ipynb", solved, lms.NEW),
         ("smithjohn_12346_67891_toy.ipynb", half, lms.NEW),          # same name, other id
         ("müllerjürgen_LATE_23456_67892_toy.ipynb", solved, lms.NEW),
@@ -44,7 +38,7 @@ def test_canvas_export_round_trip(tmp_path):
     out = tmp_path / "out"
     args = ["--out", str(out), "--root", str(root), "--lms", "canvas", "--roster", str(roster)]
     assert main(["grade", "toy", str(first), *args]) == 0
-    table = _grades(out)
+    table = read_grades(out)
     assert list(table.columns) == ["test_add", "test_mul", "total", "max_score", "status",
                                    "reason", "late_days", "late_penalty_pct"]
     assert table.loc["12345", "total"] == 5 and table.loc["12346", "total"] == 2
@@ -57,7 +51,7 @@ def test_canvas_export_round_trip(tmp_path):
 
     # Ann Lee resubmits: the next export holds only her newer file ("-1", a higher
     # attachment id). The old one must not linger beside it.
-    second = lms._write_zip(tmp_path / "second.zip", [
+    second = lms.write_zip(tmp_path / "second.zip", [
         ("smithjohn_12345_67890_Copy of toy.ipynb", solved, lms.NEW),
         ("smithjohn_12346_67891_toy.ipynb", half, lms.NEW),
         ("müllerjürgen_LATE_23456_67892_toy.ipynb", solved, lms.NEW),
@@ -65,7 +59,7 @@ def test_canvas_export_round_trip(tmp_path):
         ("kimyu_78901_67897_toy.py", "print(1)\n", lms.NEW),
     ])
     assert main(["grade", "toy", str(second), *args]) == 0
-    table = _grades(out)
+    table = read_grades(out)
     assert table.loc["56789", "total"] == 5 and table.loc["56789", "status"] == "graded"
 
     assert main(["export", "toy", "--out", str(out), "--root", str(root), "--lms", "canvas",

@@ -1,6 +1,9 @@
-"""A throwaway two-exercise course for testing the course CLI without the real notebooks."""
+"""A throwaway two-exercise course for testing the course CLI without the real notebooks,
+and what the grading tests do with it: students' answers pasted into the release notebook,
+grades.csv read back, written answers scored as Formgrader does."""
 
 import nbformat
+import pandas as pd
 
 TOML = """
 [course]
@@ -22,6 +25,7 @@ points = 5
 
 ADD_SOLUTION = "    total_of_both = a + b\n    return total_of_both"
 MUL_SOLUTION = "    product_of_both = a * b\n    return product_of_both"
+STUB = "# YOUR CODE HERE\n    raise NotImplementedError()"  # nbgrader's, indented in a function
 
 
 def _cell(source, **nbgrader):
@@ -80,3 +84,35 @@ def write_toy_course(root, written=False):
     (root / "source" / "toy").mkdir(parents=True)
     nbformat.write(nb, root / "source" / "toy" / "toy.ipynb")
     return root
+
+
+def answered(release, **answers):
+    """A copy of the RELEASE notebook with a student's answers: ``add=`` / ``mul=`` replace
+    that function's stub (indented as a function body), ``why_answer=`` the written answer."""
+    nb = nbformat.from_dict(release)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers and cell.cell_type == "code":
+            cell.source = cell.source.replace(STUB, answers[grade_id].strip())
+        elif grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def read_grades(out):
+    """OUT/grades.csv by student_id, blanks kept as "" (an unmarked answer is not a 0)."""
+    return pd.read_csv(out / "grades.csv", keep_default_na=False,
+                       dtype={"student_id": str}).set_index("student_id")
+
+
+def formgrader_score(db, sid, points, comment, grade_id="why_answer"):
+    """Score and comment a written answer as Formgrader's API does it (nbgrader 0.9.6,
+    server_extensions/formgrader/apihandlers.py: GradeHandler.put, CommentHandler.put)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        grade = gb.find_grade(grade_id, "toy", "toy", sid)
+        grade.manual_score, grade.extra_credit = points, None
+        grade.needs_manual_grade = grade.manual_score is None and grade.auto_score is None
+        gb.find_comment(grade_id, "toy", "toy", sid).manual_comment = comment
+        gb.db.commit()
