@@ -252,8 +252,11 @@ def _feedback(out: Path, folder: Path, lms: str, marks: dict[str, Score],
             continue
         prefix = students.get(sid, {}).get("prefix", "")
         if lms == "canvas":
-            # Canvas's re-upload reads the user id (or anonymous id) and the attachment id
-            # from the name: keep the original file's "<name>[_LATE]_<ids>_" prefix.
+            # Canvas's re-upload takes the first two all-digit parts of the name as user id
+            # and attachment id (Assignment#infer_comment_context_from_filename in
+            # canvas-lms app/models/assignment.rb): keep the original "<name>[_LATE]_<ids>_"
+            # prefix. An anonymous file ("anon_<id>_<attachment>_") is written too, but the
+            # Canvas code read has no anonymous branch: it ignores such a file (see the guide).
             if not re.search(r"_\d+_$", prefix):
                 continue
             name = f"{prefix}feedback.html"
