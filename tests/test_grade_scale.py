@@ -5,6 +5,7 @@ one gradebook, and hostile submissions cost nobody else a point."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -331,15 +332,17 @@ def _sandbox_attacks(cfg, out, port):
     }
 
 
-def sandboxed_course(course, backend, tmp_path):
-    """The course of ``course`` set to grade with ``backend``; skipped where it cannot run
-    (bwrap missing fails instead when CI is set: CI must test it)."""
+def sandboxed_course(course, backend, base, setting=None):
+    """A copy of the course of ``course`` in ``base``, set to ``sandbox = setting`` (default
+    ``backend``); skipped where ``backend`` cannot run (a missing bwrap fails instead when CI
+    is set: CI must test it)."""
     from course.sandbox import SandboxError, resolve
 
     cfg = course[0]
-    root = shutil.copytree(cfg.root, tmp_path / "course")
+    root = shutil.copytree(cfg.root, base / "course")
     toml = root / "course" / "course.toml"
-    toml.write_text(toml.read_text().replace("workers = 2", f'workers = 2\nsandbox = "{backend}"'))
+    toml.write_text(toml.read_text().replace(
+        "workers = 2", f'workers = 2\nsandbox = "{setting or backend}"'))
     try:
         resolve(backend)
     except SandboxError as err:
@@ -356,29 +359,52 @@ def _printed(out, sid):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["bwrap", "unshare"])
+@pytest.mark.parametrize("backend, user", [("unshare", "root"), ("bwrap", "nobody")])
 def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, monkeypatch,
-                                                     backend):
-    """With the sandbox on (each backend that can run here): a kernel reads no solution, no
-    other student and no home, reaches no listener on this machine's loopback, sees no token
-    of the instructor, leaves no process behind, and a fork bomb or a full disk costs only
-    its own submission. Every honest score is exact and nothing secret reaches any
-    feedback."""
+                                                     backend, user):
+    """With the sandbox on: a kernel reads no solution, no other student and no home,
+    reaches no listener on this machine's loopback, sees no token of the instructor, leaves
+    no process behind, and a fork bomb or a full disk costs only its own submission. Every
+    honest score is exact and nothing secret reaches any feedback. unshare needs root; bwrap
+    is graded by an ordinary user (nobody, `sandbox = "auto"`), as on a cluster or a laptop
+    (bwrap as root is tested in test_sandbox.py and by every other sandboxed grading test)."""
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("unshare needs root; becoming nobody needs root too")
+    _, source, blank, half = course
+    subs, expected = honest
+    base = tmp_path if user == "root" else Path(tempfile.mkdtemp(prefix="course-nobody-"))
+    try:  # pytest's own folders are 0700: nobody's run lives in a folder it may enter
+        os.chmod(base, 0o755)
+        cfg = sandboxed_course(course, backend, base, setting="auto" if user == "nobody"
+                               else backend)
+        _hostile_run(cfg, backend, user, base, subs, expected, half, monkeypatch)
+    finally:
+        if base != tmp_path:
+            subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def _hostile_run(cfg, backend, user, base, subs, expected, half, monkeypatch):
     import select
     import socket
+    import sys
 
     import psutil
 
-    _, source, blank, half = course
-    subs, expected = honest
-    cfg = sandboxed_course(course, backend, tmp_path)
+    from course.config import REPO_ROOT
+    from tests.unprivileged import NOBODY, as_nobody, give_to_nobody
+
+    # one full, one half-done and one blank honest student (the other three repeat them)
+    expected = {sid: expected[sid] for sid in ("s1", "s2", "s3")}
     token = "course-test-token-5f1c9a"
     monkeypatch.setenv("COURSE_TEST_TOKEN", token)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    out = tmp_path / "out"
-    mixed = tmp_path / "mixed"
+    out = base / "out"
+    mixed = base / "mixed"
     for sid in expected:
         _put(mixed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
     attacks = _sandbox_attacks(cfg, out, listener.getsockname()[1])
@@ -386,9 +412,18 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
     (out / "gradebook.db").touch()
     for sid, (cells, _) in attacks.items():
         _put(mixed / sid, _with_cells(half, cells))
+    args = ["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]
     try:
-        assert main(["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]
-                    ) == 0
+        if user == "root":
+            assert main(args) == 0
+        else:
+            give_to_nobody(base)
+            env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(base),
+                   "PYTHONPATH": str(REPO_ROOT), "COURSE_TEST_TOKEN": token, "LANG": "C.UTF-8"}
+            done = as_nobody([sys.executable, "-m", "course", *args], base, [REPO_ROOT], env,
+                             capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert os.stat(out / "grades.csv").st_uid == NOBODY
         assert select.select([listener], [], [], 0)[0] == [], "a kernel reached the listener"
     finally:
         listener.close()
