@@ -48,6 +48,7 @@ def test_auto_fails_loudly_where_no_sandbox_can_run(monkeypatch):
     assert sandbox.resolve("none") == "none"
     assert sandbox.row_note("none") == "not sandboxed"
     assert sandbox.row_note("unshare") == "sandbox=unshare"
+    assert sandbox.row_note("bwrap") == "sandbox=bwrap"
 
 
 def test_the_kernel_environment_keeps_no_token():
