@@ -30,9 +30,11 @@ import sys
 
 # The system's programs and libraries, read-only: symlinks (merged /usr) are recreated.
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
-# Of /etc, what the dynamic linker, the time zone and name lookup read; nothing else.
-ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "host.conf",
-       "alternatives")
+# Of /etc, what the dynamic linker, the time zone, name lookup and fontconfig read (without
+# fonts/, matplotlib's `fc-list` prints an error, and nbgrader fails a test cell with stderr
+# output); nothing else: no passwd, no shadow, no host or network settings.
+ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
+       "host.conf", "alternatives", "fonts", "os-release", "mime.types")
 STAGE = "/run/course-home"  # the kernel's folder as given, read-only: the init copies it
 SMALL_TMPFS = 64 << 20  # /tmp and /dev/shm (multiprocessing needs both)
 STAGE_ROOT = "/run/course-sandbox"  # root only: a tmpfs here, in this process's namespace
