@@ -27,7 +27,8 @@ included). When ``unshare`` is killed, --kill-child kills this process, with the
 (bwrap: --die-with-parent).
 
 An interrupt (jupyter_client signals the kernel's process group when a cell runs past its
-time limit) reaches the kernel, and this process kills everything else in the namespace:
+time limit) reaches the kernel, and this process kills everything else in the namespace,
+holding the kernel stopped until that is done:
 what the timed-out cell started would otherwise run on beside the next cells (a fork bomb's
 children, forked after the signal went out, never see it and keep the machine busy enough
 that the kernel's reply is lost).
@@ -114,16 +115,29 @@ def others(kernel):
 def kill_all_but(kernel, seconds=10.0):
     """Kill every process of the namespace but the kernel. First stop them all (a stopped
     process cannot fork), sweeping until a scan finds none still running; then SIGKILL the
-    lot. Orphans come to PID 1, whose loop in run_kernel reaps them."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = others(kernel)
-        for pid in alive:
-            _signal(pid, signal.SIGSTOP)
-        if all(state == "T" for state in alive.values()):
-            break
-    for pid in others(kernel):
-        _signal(pid, signal.SIGKILL)
+    lot and wait until none is left running. Orphans come to PID 1, whose loop in
+    run_kernel reaps them. The kernel itself is stopped meanwhile, so its next cell cannot
+    start (and count the bomb's last processes) before they are gone: on a loaded machine
+    the kernel answered the interrupt and ran the next cell while 23 were still dying."""
+    _signal(kernel, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = others(kernel)
+            for pid in alive:
+                _signal(pid, signal.SIGSTOP)
+            if all(state == "T" for state in alive.values()):
+                break
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = others(kernel)
+            if not alive:
+                break
+            for pid in alive:
+                _signal(pid, signal.SIGKILL)
+            time.sleep(0.01)
+    finally:
+        _signal(kernel, signal.SIGCONT)
 
 
 def _signal(pid, sig):
