@@ -13,7 +13,8 @@ leave room for), and a paper estimate for a larger class on a larger machine.
     .venv/bin/python bench/bench_grading.py [--assignment pneumonia] [--students 6]
         [--workers 2] [--rounds 2] [--sandboxes unshare none] [--estimate 300 16]
 
-The unshare backend needs root (course/sandbox.py); elsewhere pass ``--sandboxes none``.
+The unshare backend needs root (course/sandbox.py); ``--sandboxes bwrap none`` measures the
+bwrap backend (root or not; not yet in bench/README.md), ``--sandboxes none`` runs anywhere.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """A sandbox per graded notebook: the kernel runs with no network, as a user of its own, in
 its own PID namespace, seeing only the interpreter, the installed packages and its folder.
 
-`resolve` picks the backend for a run (``[grading] sandbox``): "unshare" (util-linux
-``unshare`` for the network, PID and mount namespaces, then `course.sandbox_init` as root
-inside them drops to the kernel's user); "none" only when asked for. "auto" takes the first
-backend that works here and fails loudly, naming the setting, where none does.
+`resolve` picks the backend for a run (``[grading] sandbox``): "bwrap" (bubblewrap, for
+root and for an ordinary user alike: `course.sandbox_bwrap` gives up root, binds what the
+kernel needs into an empty root and runs `course.sandbox_init` as PID 1 inside), "unshare"
+(root only: util-linux ``unshare`` for the network, PID and mount namespaces, then
+`course.sandbox_init` as root inside them hides, binds and drops to the kernel's user);
+"none" only when asked for. "auto" takes the first backend that works here, bwrap first,
+and fails loudly, naming the setting, where none does.
 
 In the worker, `SandboxedExecute` replaces nbgrader's Execute preprocessor: its kernel
 manager talks to the kernel over jupyter_client's IPC transport (Unix sockets in a folder
@@ -25,6 +28,7 @@ from pathlib import Path
 BACKENDS = ("auto", "unshare", "bwrap", "none")
 NOT_SANDBOXED = "not sandboxed"
 INIT = Path(__file__).with_name("sandbox_init.py")
+BWRAP = Path(__file__).with_name("sandbox_bwrap.py")
 UID_BASE = 1_000_000_000  # + the worker's pid: a user no file and no other worker has
 NPROC = 256  # processes and threads of the kernel's user: a fork bomb stops there
 # What the kernel's environment keeps of the worker's; everything else (tokens, the
@@ -32,6 +36,7 @@ NPROC = 256  # processes and threads of the kernel's user: a fork bomb stops the
 KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "NBGRADER_EXECUTION", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NO_ALBUMENTATIONS_UPDATE",
             "PYTHONHASHSEED", "JPY_SESSION_NAME")
+SET_ENV = ("PATH", "HOME", "TMPDIR", "PYTHONPATH", "MPLCONFIGDIR")  # kernel_env sets these
 # Not JPY_PARENT_PID (jupyter_client sets it unless the kernel is "independent"): ipykernel
 # would poll for that parent and, seeing PID 1 (the sandbox's init) as its parent instead,
 # shut itself down. The init ends the kernel with the worker.
@@ -60,19 +65,54 @@ def _unshare_works() -> str | None:
     return None
 
 
+BWRAP_INSTALL = "Debian/Ubuntu: apt-get install bubblewrap; Fedora/RHEL: dnf install bubblewrap"
+
+
+def _bwrap_works() -> str | None:
+    """Why the bwrap backend cannot run here, or None when it can: a real sandbox is started
+    (as `sandbox_command` builds it) around ``python -c pass``."""
+    if not sys.platform.startswith("linux"):
+        return f"Linux namespaces are not available on {sys.platform}"
+    if shutil.which("bwrap") is None:
+        return f"bubblewrap (`bwrap`) is not installed ({BWRAP_INSTALL})"
+    with tempfile.TemporaryDirectory(prefix="course-probe-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        cmd = sandbox_command([sys.executable, "-I", "-S", "-c", "pass"], str(home), [], 1,
+                              backend="bwrap")
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                                  env=kernel_env({}, str(home)))
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"bwrap failed to start: {err}"
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return (f"bwrap cannot create its namespaces here ({why[:200]}); unprivileged user "
+                "namespaces may be switched off (sysctl kernel.unprivileged_userns_clone, "
+                "user.max_user_namespaces, Ubuntu's kernel.apparmor_restrict_unprivileged_userns)"
+                " or forbidden by the container's seccomp/AppArmor profile")
+    return None
+
+
 def resolve(asked: str) -> str:
     """The backend a run uses for ``[grading] sandbox = asked``; SandboxError if it cannot."""
     if asked not in BACKENDS:
         raise SandboxError(f"[grading] sandbox = {asked!r}; expected one of {BACKENDS}")
     if asked == "none":
         return "none"
-    if asked == "bwrap":
-        raise SandboxError('[grading] sandbox = "bwrap" is not built yet; use "unshare" '
-                           '(as root) or "auto"')
-    why = _unshare_works()
-    if why is None:
-        return "unshare"
-    raise SandboxError(f"no grading sandbox can run on this machine ({why}). Student code "
+    probes = {"bwrap": _bwrap_works, "unshare": _unshare_works}
+    tried = [asked] if asked in probes else list(probes)
+    why = {}
+    for backend in tried:
+        why[backend] = probes[backend]()
+        if why[backend] is None:
+            return backend
+    reasons = "; ".join(f"{b}: {w}" for b, w in why.items())
+    if asked != "auto":
+        raise SandboxError(f'[grading] sandbox = "{asked}" cannot run on this machine '
+                           f'({reasons}); set sandbox = "auto" to take any backend that works '
+                           'here, or "none" to grade unsandboxed')
+    raise SandboxError(f"no grading sandbox can run on this machine ({reasons}). Student code "
                        'would run unconfined; to grade anyway, set [grading] sandbox = "none" '
                        "in course/course.toml (every row will then say "
                        f"{NOT_SANDBOXED!r})")
@@ -141,14 +181,18 @@ def sandbox_uid() -> int:
 
 
 def sandbox_command(cmd: list[str], home: str, hide: list[str], scratch_mb: int,
-                    writable: tuple[Path, ...] | list[Path] = ()) -> list[str]:
-    """``cmd`` wrapped to run in the sandbox (no network, its own PID and mount namespaces,
-    as `sandbox_uid`, HOME a tmpfs of ``scratch_mb`` holding a copy of ``home``, ``hide``
-    hidden besides every non-system folder): the kernel's wrapper, and the re-check's
-    (`course.recheck`). Run it with `kernel_env` as its environment."""
+                    writable: tuple[Path, ...] | list[Path] = (), backend: str = "unshare"
+                    ) -> list[str]:
+    """``cmd`` wrapped to run in the sandbox of ``backend`` (no network, its own PID and
+    mount namespaces, as `sandbox_uid`, HOME a tmpfs of ``scratch_mb`` holding a copy of
+    ``home``, ``hide`` hidden besides every non-system folder): the kernel's wrapper, and the
+    re-check's (`course.recheck`). Run it with `kernel_env` as its environment."""
     spec = {"uid": sandbox_uid(), "nproc": NPROC, "scratch_mb": scratch_mb, "home": str(home),
             "hide": _hidden(list(hide)),
             "keep": [[d, False] for d in _package_dirs()] + [[str(w), True] for w in writable]}
+    if backend == "bwrap":
+        spec |= {"init": str(INIT), "env": [*KEEP_ENV, *SET_ENV]}
+        return [sys.executable, "-I", "-S", str(BWRAP), json.dumps(spec), *cmd]
     return ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
             sys.executable, "-I", "-S", str(INIT), json.dumps(spec), *cmd]
 
@@ -160,7 +204,7 @@ def _kernel_manager_class():
     class SandboxedKernelManager(AsyncKernelManager):
         """A kernel manager that starts its kernel inside the sandbox, over IPC."""
 
-        sandbox = Dict(help="ipc: the socket folder; hide: extra paths to hide").tag(
+        sandbox = Dict(help="backend; ipc: the socket folder; hide: extra paths to hide").tag(
             config=True)
 
         def __init__(self, **kwargs):
@@ -173,12 +217,14 @@ def _kernel_manager_class():
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             uid = sandbox_uid()
             ipc = Path(self.sandbox["ipc"])
-            os.chown(ipc, uid, uid)
             os.chmod(ipc, 0o700)
-            os.chown(self.connection_file, uid, uid)  # jupyter_client wrote it 0600
+            if os.geteuid() == 0:  # the kernel runs as another user; else as this one
+                os.chown(ipc, uid, uid)
+                os.chown(self.connection_file, uid, uid)  # jupyter_client wrote it 0600
             home = str(Path(kw.get("cwd") or os.getcwd()).resolve())
             wrapped = sandbox_command(kernel_cmd, home, self.sandbox.get("hide", []),
-                                      self.sandbox["scratch_mb"], writable=[ipc])
+                                      self.sandbox["scratch_mb"], writable=[ipc],
+                                      backend=self.sandbox.get("backend", "unshare"))
             kw["env"] = kernel_env(kw.get("env") or dict(os.environ), home)
             kw["independent"] = True  # see KEEP_ENV
             return await super()._async_launch_kernel(wrapped, **kw)
@@ -201,8 +247,9 @@ def execute_class():
     return SandboxedExecute
 
 
-def sandboxed(config, scratch: Path, hide: list[str], scratch_mb: int = 1024):
-    """``config`` (nbgrader's) with Execute replaced by the sandboxed one."""
+def sandboxed(config, scratch: Path, hide: list[str], scratch_mb: int = 1024,
+              backend: str = "unshare"):
+    """``config`` (nbgrader's) with Execute replaced by the sandboxed one (``backend``)."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute
 
@@ -213,5 +260,5 @@ def sandboxed(config, scratch: Path, hide: list[str], scratch_mb: int = 1024):
     ipc = scratch / "ipc"
     ipc.mkdir(exist_ok=True)
     config.SandboxedKernelManager.sandbox = {"ipc": str(ipc), "hide": [str(p) for p in hide],
-                                             "scratch_mb": scratch_mb}
+                                             "scratch_mb": scratch_mb, "backend": backend}
     return config

@@ -1,9 +1,10 @@
 """The first process inside a grading sandbox: sets up the mounts, then runs the kernel.
 
     unshare --net --pid --mount --fork --kill-child -- python -I -S sandbox_init.py SPEC CMD...
+    bwrap ... --as-pid-1 -- python -I -S sandbox_init.py SPEC CMD...   (course/sandbox_bwrap.py)
 
-Standard library only (it runs with ``-I -S``, before anything is hidden). It runs as root,
-as PID 1 of a fresh PID namespace, in a fresh mount and network namespace:
+Standard library only (it runs with ``-I -S``, before anything is hidden). Under unshare it
+runs as root, as PID 1 of a fresh PID namespace, in a fresh mount and network namespace:
 
 1. every path in SPEC["hide"] is covered by an empty tmpfs (the course repository, OUT,
    the submissions, homes, /tmp, ...); every path in SPEC["keep"] (the interpreter, the
@@ -15,12 +16,19 @@ as PID 1 of a fresh PID namespace, in a fresh mount and network namespace:
 4. a child drops to SPEC["uid"] (no groups, no capabilities, no new privileges, at most
    SPEC["nproc"] processes for that user) and execs CMD with the environment it was given.
 
+Under bwrap (SPEC["mode"] == "bwrap") bwrap has built the mounts and this process is
+already the kernel's unprivileged user, PID 1 of bwrap's namespaces: it only copies the
+kernel's folder from SPEC["stage"] (read-only) into the size-capped tmpfs bwrap made at
+SPEC["home"], and forks the kernel under the same process limit, without switching user.
+
 This process stays as PID 1 and reaps orphans; when the kernel exits it exits too, and the
 Linux kernel then kills everything left in the namespace (a detached background process
-included). When ``unshare`` is killed, --kill-child kills this process, with the same effect.
+included). When ``unshare`` is killed, --kill-child kills this process, with the same effect
+(bwrap: --die-with-parent).
 
 An interrupt (jupyter_client signals the kernel's process group when a cell runs past its
-time limit) reaches the kernel, and this process kills everything else in the namespace:
+time limit) reaches the kernel, and this process kills everything else in the namespace,
+holding the kernel stopped until that is done:
 what the timed-out cell started would otherwise run on beside the next cells (a fork bomb's
 children, forked after the signal went out, never see it and keep the machine busy enough
 that the kernel's reply is lost).
@@ -93,7 +101,7 @@ def others(kernel):
     ones excluded (zombies wait for this process to reap them)."""
     found = {}
     for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) not in (1, kernel):
+        if name.isdigit() and int(name) not in (1, os.getpid(), kernel):
             try:
                 with open(f"/proc/{name}/stat") as f:
                     state = f.read().rsplit(")", 1)[1].split()[0]
@@ -107,16 +115,29 @@ def others(kernel):
 def kill_all_but(kernel, seconds=10.0):
     """Kill every process of the namespace but the kernel. First stop them all (a stopped
     process cannot fork), sweeping until a scan finds none still running; then SIGKILL the
-    lot. Orphans come to PID 1, whose loop in run_kernel reaps them."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = others(kernel)
-        for pid in alive:
-            _signal(pid, signal.SIGSTOP)
-        if all(state == "T" for state in alive.values()):
-            break
-    for pid in others(kernel):
-        _signal(pid, signal.SIGKILL)
+    lot and wait until none is left running. Orphans come to PID 1, whose loop in
+    run_kernel reaps them. The kernel itself is stopped meanwhile, so its next cell cannot
+    start (and count the bomb's last processes) before they are gone: on a loaded machine
+    the kernel answered the interrupt and ran the next cell while 23 were still dying."""
+    _signal(kernel, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = others(kernel)
+            for pid in alive:
+                _signal(pid, signal.SIGSTOP)
+            if all(state == "T" for state in alive.values()):
+                break
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = others(kernel)
+            if not alive:
+                break
+            for pid in alive:
+                _signal(pid, signal.SIGKILL)
+            time.sleep(0.01)
+    finally:
+        _signal(kernel, signal.SIGCONT)
 
 
 def _signal(pid, sig):
@@ -126,9 +147,13 @@ def _signal(pid, sig):
         pass
 
 
+def copy_home(spec):
+    """bwrap: the kernel's folder, copied from its read-only stage into its tmpfs."""
+    shutil.copytree(spec["stage"], spec["home"], dirs_exist_ok=True, symlinks=True)
+
+
 def run_kernel(spec, cmd, env):
     """Fork the kernel as the sandbox user; return its exit status once it has ended."""
-    uid = spec["uid"]
     pid = os.fork()
     if pid == 0:
         try:
@@ -136,9 +161,10 @@ def run_kernel(spec, cmd, env):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             n = spec["nproc"]
             resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)  # from root to another user: every capability is dropped
+            if "uid" in spec:  # unshare: root until here
+                os.setgroups([])
+                os.setgid(spec["uid"])
+                os.setuid(spec["uid"])  # from root to another user: every capability is dropped
             if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                 raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
             os.chdir(spec["home"])
@@ -166,7 +192,10 @@ def main():
     cmd = sys.argv[2:]
     env = dict(os.environ)
     env.pop("JPY_PARENT_PID", None)  # ipykernel would take PID 1 for a dead parent
-    set_up(spec)
+    if spec.get("mode") == "bwrap":
+        copy_home(spec)
+    else:
+        set_up(spec)
     code = run_kernel(spec, cmd, env)
     sys.exit(code if code >= 0 else 128 - code)
 

@@ -99,7 +99,7 @@ def _autograde(cfg, a, template: Path, submission: Path, workdir: Path, sid: str
     hide = [str(p.resolve()) for p in (cfg.root, workdir.parent.parent, submission.parent.parent,
                                        template.parent)]
     if sandbox != "none":
-        config = sandboxed(config, scratch, hide, cfg.scratch_mb)
+        config = sandboxed(config, scratch, hide, cfg.scratch_mb, backend=sandbox)
     with nbgrader_api(config) as api:
         result = api.autograde(a.id, sid, force=True, create=True)
     inputs = grading_inputs(cfg, a)
@@ -146,7 +146,8 @@ def recheck_runner(sandbox: str, scratch: Path, hide: list[str], scratch_mb: int
     home = scratch / "recheck"
     home.mkdir(exist_ok=True)
     return runner(kernel_env(local_env(), str(home)),
-                  lambda cmd: sandbox_command(cmd, str(home), hide, scratch_mb))
+                  lambda cmd: sandbox_command(cmd, str(home), hide, scratch_mb,
+                                              backend=sandbox))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("assignment")
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--memory-gb", type=float, default=0.0)
-    parser.add_argument("--sandbox", default="none", choices=("unshare", "none"))
+    parser.add_argument("--sandbox", default="none", choices=("bwrap", "unshare", "none"))
     args = parser.parse_args(argv)
     cap_memory(args.memory_gb)
     # The process environment is set up here, before nbgrader (and its threads) start.

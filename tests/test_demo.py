@@ -70,12 +70,13 @@ def test_course_demo_names_the_notebook_and_cell_that_stopped_it(tmp_path, cell,
 
 
 def test_the_demo_grades_unsandboxed_only_where_no_sandbox_can_run(monkeypatch, capsys):
-    """A laptop without root still runs `make demo`; `course grade` would stop instead."""
+    """A laptop without bwrap or root still runs `make demo`; `course grade` would stop."""
     import course.sandbox
     from course.config import load
     from course.demo import _sandbox_or_none
 
     cfg = load()
+    monkeypatch.setattr(course.sandbox, "_bwrap_works", lambda: "bwrap is not installed")
     monkeypatch.setattr(course.sandbox, "_unshare_works", lambda: None)
     assert _sandbox_or_none(cfg) is cfg
     monkeypatch.setattr(course.sandbox, "_unshare_works", lambda: "not root")

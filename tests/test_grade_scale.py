@@ -5,6 +5,7 @@ one gradebook, and hostile submissions cost nobody else a point."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -308,14 +309,17 @@ def _sandbox_attacks(cfg, out, port):
         "overwrites_others": ([probe.format(paths=paths(theirs),
                                             action="pathlib.Path(p).write_text('{}')")], None),
         "kills_the_grader": (["import os, signal\nimport psutil\n"
+                              "print('saw', len(psutil.pids()), 'processes')\n"
                               "for proc in psutil.process_iter():\n    if proc.pid != os.getpid():"
                               "\n        try:\n            proc.kill()\n"
                               "        except psutil.Error as err:\n"
                               "            print('BLOCKED', type(err).__name__, proc.pid)"], None),
         "reads_home": (["import os\nprint(os.listdir(os.path.expanduser('~root')))\n"
                         "print(open('/root/.bashrc').read())"], "FileNotFoundError"),
-        "calls_home": ([f"import socket\nsocket.create_connection(('127.0.0.1', {port}), "
-                        "timeout=3)"], "OSError"),
+        # Refused (bwrap brings up the namespace's own loopback) or unreachable (unshare)
+        "calls_home": ([f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', "
+                        f"{port}), timeout=3)\nexcept OSError as err:\n"
+                        "    raise OSError(f'no connection: {err}')"], "OSError"),
         "leaves_a_process": (["import subprocess\nsubprocess.Popen(['sleep', '31337'], "
                               "start_new_session=True)"], None),
         "prints_the_token": (["import os\nprint('token:', os.environ.get('COURSE_TEST_TOKEN'))\n"
@@ -326,6 +330,26 @@ def _sandbox_attacks(cfg, out, port):
     }
 
 
+def sandboxed_course(course, backend, base, setting=None):
+    """A copy of the course of ``course`` in ``base``, set to ``sandbox = setting`` (default
+    ``backend``); skipped where ``backend`` cannot run (a missing bwrap fails instead when CI
+    is set: CI must test it)."""
+    from course.sandbox import SandboxError, resolve
+
+    cfg = course[0]
+    root = shutil.copytree(cfg.root, base / "course")
+    toml = root / "course" / "course.toml"
+    toml.write_text(toml.read_text().replace(
+        "workers = 2", f'workers = 2\nsandbox = "{setting or backend}"'))
+    try:
+        resolve(backend)
+    except SandboxError as err:
+        if backend == "bwrap" and os.environ.get("CI"):
+            raise
+        pytest.skip(str(err))
+    return load(root)
+
+
 def _printed(out, sid):
     """Everything a graded notebook's cells printed."""
     nb = nbformat.read(out / "work" / sid / "autograded.ipynb", as_version=4)
@@ -333,27 +357,52 @@ def _printed(out, sid):
 
 
 @pytest.mark.slow
-def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, monkeypatch):
-    """With the sandbox on (unshare, as root): a kernel reads no solution, no other student
-    and no home, reaches no listener on this machine's loopback, sees no token of the
-    instructor, leaves no process behind, and a fork bomb or a full disk costs only its own
-    submission. Every honest score is exact and nothing secret reaches any feedback."""
+@pytest.mark.parametrize("backend, user", [("unshare", "root"), ("bwrap", "nobody")])
+def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, monkeypatch,
+                                                     backend, user):
+    """With the sandbox on: a kernel reads no solution, no other student and no home,
+    reaches no listener on this machine's loopback, sees no token of the instructor, leaves
+    no process behind, and a fork bomb or a full disk costs only its own submission. Every
+    honest score is exact and nothing secret reaches any feedback. unshare needs root; bwrap
+    is graded by an ordinary user (nobody, `sandbox = "auto"`), as on a cluster or a laptop
+    (bwrap as root is tested in test_sandbox.py and by every other sandboxed grading test)."""
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("unshare needs root; becoming nobody needs root too")
+    _, source, blank, half = course
+    subs, expected = honest
+    base = tmp_path if user == "root" else Path(tempfile.mkdtemp(prefix="course-nobody-"))
+    try:  # pytest's own folders are 0700: nobody's run lives in a folder it may enter
+        os.chmod(base, 0o755)
+        cfg = sandboxed_course(course, backend, base, setting="auto" if user == "nobody"
+                               else backend)
+        _hostile_run(cfg, backend, user, base, subs, expected, half, monkeypatch)
+    finally:
+        if base != tmp_path:
+            subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def _hostile_run(cfg, backend, user, base, subs, expected, half, monkeypatch):
     import select
     import socket
+    import sys
 
     import psutil
 
-    cfg, source, blank, half = course
-    subs, expected = honest
-    if os.geteuid() != 0:
-        pytest.skip("the unshare backend needs root")
+    from course.config import REPO_ROOT
+    from tests.unprivileged import NOBODY, as_nobody, give_to_nobody
+
+    # one full, one half-done and one blank honest student (the other three repeat them)
+    expected = {sid: expected[sid] for sid in ("s1", "s2", "s3")}
     token = "course-test-token-5f1c9a"
     monkeypatch.setenv("COURSE_TEST_TOKEN", token)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    out = tmp_path / "out"
-    mixed = tmp_path / "mixed"
+    out = base / "out"
+    mixed = base / "mixed"
     for sid in expected:
         _put(mixed / sid, nbformat.read(subs / sid / "toy.ipynb", as_version=4))
     attacks = _sandbox_attacks(cfg, out, listener.getsockname()[1])
@@ -361,16 +410,25 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
     (out / "gradebook.db").touch()
     for sid, (cells, _) in attacks.items():
         _put(mixed / sid, _with_cells(half, cells))
+    args = ["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]
     try:
-        assert main(["grade", "toy", str(mixed), "--out", str(out), "--root", str(cfg.root)]
-                    ) == 0
+        if user == "root":
+            assert main(args) == 0
+        else:
+            give_to_nobody(base)
+            env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(base),
+                   "PYTHONPATH": str(REPO_ROOT), "COURSE_TEST_TOKEN": token, "LANG": "C.UTF-8"}
+            done = as_nobody([sys.executable, "-m", "course", *args], base, [REPO_ROOT], env,
+                             capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert os.stat(out / "grades.csv").st_uid == NOBODY
         assert select.select([listener], [], [], 0)[0] == [], "a kernel reached the listener"
     finally:
         listener.close()
     table = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("student_id")
     for sid, points in expected.items():
         assert table.loc[sid, "total"] == points, (sid, table.loc[sid].to_dict())
-    assert (table["reason"].str.contains("sandbox=unshare")).all()
+    assert (table["reason"].str.contains(f"sandbox={backend}")).all()
     for sid, (_, says) in attacks.items():
         assert table.loc[sid, "total"] <= 2, (sid, table.loc[sid].to_dict())
         if says:
@@ -380,7 +438,12 @@ def test_sandboxed_hostile_submissions_reach_nothing(course, honest, tmp_path, m
     for sid, tried in (("reads_source", 5), ("overwrites_others", 2)):
         printed = _printed(out, sid)
         assert printed.count("BLOCKED") == tried and "REACHED" not in printed, printed
-    assert "BLOCKED" in _printed(out, "kills_the_grader")  # PID 1 of its sandbox is root's
+    # It sees two processes, its sandbox's PID 1 and itself: the grader is out of sight.
+    # Under unshare PID 1 is root's (the kill is refused); under bwrap it is the kernel's
+    # own user's, and a SIGKILL from inside the namespace never reaches a namespace's init.
+    assert "saw 2 processes" in _printed(out, "kills_the_grader")
+    if backend == "unshare":
+        assert "BLOCKED" in _printed(out, "kills_the_grader")
     assert table.loc["kills_the_grader", "total"] == 2
     assert table.loc["prints_the_token", "total"] == 2
     stray = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
