@@ -54,6 +54,14 @@ NEGATIVE_CLASSES = ("Normal", "No Lung Opacity / Not Normal")
 CSPINE_UID_ROOT = "1.2.826.0.1.3680043."  # the root of the RSNA 2022 study UIDs
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 NEGATIVES_PER_POSITIVE = 3  # as the public notebook: 3 negative slices per positive slice
+# The drawing and the study mix, which the packer leaves free (the encoding does not):
+RUN_SLICES = (3, 10)  # consecutive slices one fracture shows on
+CRACK_WIDTH = (1.0, 3.4)  # px at 256
+CRACK_DEPTH = (0.75, 0.95)  # share of the bone's density a crack takes away
+CRACK_HALF = (0.6, 1.3)  # half length, in vertebral-body radii
+ARCH_P = 0.35  # share of fractures that also break the posterior arch
+BOX_MARGIN, BOX_LEAST = 3.0, 8.0  # px at 256 around a crack; least box side
+HEALTHY_SHARE = 0.0  # least share of each split's negative pool from healthy studies
 
 
 def _patient_boxes(rng: np.random.Generator, lungs: list, n_boxes: int, size: int) -> list:
@@ -188,7 +196,8 @@ def _cspine_slice(seed: int, study: dict, t: int, size: int) -> tuple[np.ndarray
                          t, size)
     boxes = []
     for crack in study["plan"].get(t, []):
-        x1, y1, x2, y2 = (float(v) for v in draw_crack(img, geo, crack))
+        x1, y1, x2, y2 = (float(v) for v in draw_crack(img, geo, crack, BOX_MARGIN,
+                                                               BOX_LEAST))
         if x2 > x1 and y2 > y1:
             boxes.append([x1, y1, x2 - x1, y2 - y1])
     # As the packer: min-max per slice (a constant slice becomes 0), nothing else.
@@ -225,7 +234,10 @@ def synth_cspine(out_path: str | Path, slices: int = 300, seed: int = 0, size: i
         length = int(rng.integers(20, 41))
         study = {"id": len(studies), "split": code, "length": length,
                  "anatomy": neck_anatomy(srng, size), "fractured": int(fractured),
-                 "plan": fracture_plan(srng, length, size, max_runs=1) if fractured else {}}
+                 "plan": fracture_plan(srng, length, size, max_runs=1, run_slices=RUN_SLICES,
+                                       width=CRACK_WIDTH, depth=CRACK_DEPTH,
+                                       half=CRACK_HALF, arch_p=ARCH_P)
+                 if fractured else {}}
         studies.append(study)
         return study
 
@@ -242,9 +254,11 @@ def synth_cspine(out_path: str | Path, slices: int = 300, seed: int = 0, size: i
                         here.append((study["id"], t, boxes))
                         images.append(img)
         n_neg = NEGATIVES_PER_POSITIVE * n_pos
-        while len(pool) < 2 * n_neg:  # healthy studies, so negatives are a sample
-            study = new_study(code, False)
+        healthy = 0
+        while len(pool) < 2 * n_neg or healthy < HEALTHY_SHARE * len(pool):
+            study = new_study(code, False)  # healthy studies, so negatives are a sample
             pool += [(study, t) for t in range(study["length"])]
+            healthy += study["length"]
         for k in np.sort(rng.choice(len(pool), n_neg, replace=False)):
             study, t = pool[int(k)]
             img, _ = _cspine_slice(seed, dict(study, plan={}), int(t), size)
