@@ -54,14 +54,22 @@ NEGATIVE_CLASSES = ("Normal", "No Lung Opacity / Not Normal")
 CSPINE_UID_ROOT = "1.2.826.0.1.3680043."  # the root of the RSNA 2022 study UIDs
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 NEGATIVES_PER_POSITIVE = 3  # as the public notebook: 3 negative slices per positive slice
-# The drawing and the study mix, which the packer leaves free (the encoding does not):
-RUN_SLICES = (3, 10)  # consecutive slices one fracture shows on
-CRACK_WIDTH = (1.0, 3.4)  # px at 256
-CRACK_DEPTH = (0.75, 0.95)  # share of the bone's density a crack takes away
+# The drawing and the study mix, which the packer leaves free (the encoding does not).
+# Short runs make many fractured studies out of the same quarter of positive slices: with
+# runs of 3-10 slices, 3-10x thinner cracks and no healthy studies in the pool, the smoke
+# model reached AP50 0.02 (bench/README.md); many distinct, plainly visible cortical breaks
+# with boxes of 14-50 px (as real fracture boxes at 256 px) are what it can learn from.
+RUN_SLICES = (1, 4)  # consecutive slices one fracture shows on
+CRACK_WIDTH = (3.0, 5.0)  # px at 256: a displaced break, not a hairline
+CRACK_DEPTH = (0.9, 1.0)  # share of the bone's density a crack takes away
 CRACK_HALF = (0.6, 1.3)  # half length, in vertebral-body radii
 ARCH_P = 0.35  # share of fractures that also break the posterior arch
-BOX_MARGIN, BOX_LEAST = 3.0, 8.0  # px at 256 around a crack; least box side
-HEALTHY_SHARE = 0.0  # least share of each split's negative pool from healthy studies
+BOX_MARGIN, BOX_LEAST = 4.0, 14.0  # px at 256 around a crack; least box side
+# Healthy studies hold at least this share of each split's pool of negative slices. The
+# packer samples negatives from every study of the split (in the real file mostly studies
+# without boxes); without healthy studies here, small validation and test splits held only
+# fractured studies and a study-level specificity had nothing to count.
+HEALTHY_SHARE = 0.5
 
 
 def _patient_boxes(rng: np.random.Generator, lungs: list, n_boxes: int, size: int) -> list:
@@ -215,9 +223,12 @@ def synth_cspine(out_path: str | Path, slices: int = 300, seed: int = 0, size: i
     ``cspine_pack.create_cspine_file``: ``[x, y, width, height]`` boxes with -1.0 fill,
     the same chunks and dtypes, variable-length strings. As there, studies are split
     70/15/15, each split keeps all its positive slices and 3 random negative slices per
-    positive (from its fractured and healthy studies), and the rows are shuffled. About
-    ``slices`` rows are written: a quarter of them (rounded down) are positive. Each
-    fractured study shows one short fracture, so the file holds many different ones.
+    positive (drawn at random from all the negative slices of its studies, fractured and
+    healthy alike), and the rows are shuffled. About ``slices`` rows are written: a quarter
+    of them (rounded down) are positive. Each fractured study shows one fracture on
+    ``RUN_SLICES`` consecutive slices, so the file holds many different ones; healthy
+    studies make up at least ``HEALTHY_SHARE`` of each split's negative pool, so every
+    split holds studies of both kinds.
     """
     if slices < 4 * 3 or size < 32:
         raise ValueError(f"need slices >= 12 (a positive and 3 negatives in each split) and "
