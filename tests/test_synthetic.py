@@ -199,6 +199,16 @@ def test_cspine_studies_splits_and_negatives(cspine):
     assert frame.loc[frame["label"] == 1, "study"].nunique() >= 4  # many fractures
 
 
+def test_every_cspine_split_holds_fractured_and_healthy_studies(cspine):
+    """A study table per split needs both kinds: no box in a study is 'healthy' to it."""
+    frame = pd.DataFrame({"study": cspine["StudyInstanceUID"], "split": cspine["split"],
+                          "label": cspine["labels"]})
+    per_study = frame.groupby("study").agg(split=("split", "first"), boxed=("label", "max"))
+    for code in (0, 1, 2):
+        boxed = per_study.loc[per_study["split"] == code, "boxed"]
+        assert boxed.sum() >= 1 and (boxed == 0).sum() >= 1, (code, boxed.tolist())
+
+
 def test_cspine_labels_match_xywh_boxes_with_minus_one_fill(cspine):
     boxes, labels = cspine["bboxes"], cspine["labels"]
     filled = (boxes != -1).any(axis=2)

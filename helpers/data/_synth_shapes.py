@@ -173,25 +173,29 @@ def draw_neck(rng: np.random.Generator, a: dict, t: int, size: int) -> tuple[np.
     return img, geo
 
 
-def fracture_plan(rng: np.random.Generator, length: int, size: int,
-                  max_runs: int = 2) -> dict[int, list[dict]]:
-    """Which slices of a study show which cracks: 1-2 runs of 3-10 slices, some in the arch."""
+def fracture_plan(rng: np.random.Generator, length: int, size: int, max_runs: int = 2,
+                  run_slices: tuple[int, int] = (3, 10), width: tuple[float, float] = (1, 3.4),
+                  depth: tuple[float, float] = (0.75, 0.95), half: tuple[float, float] = (0.6, 1.3),
+                  arch_p: float = 0.35) -> dict[int, list[dict]]:
+    """Which slices of a study show which cracks: 1-2 runs of ``run_slices`` slices (3-10),
+    some also through the arch; ``width`` (px at 256) and ``depth`` (share of the bone's
+    density lost) say how plainly a crack shows."""
     n_runs = 2 if max_runs >= 2 and length >= 16 and rng.random() < 0.6 else 1
     plan: dict[int, list[dict]] = {}
     s = size / 256
     for r in range(n_runs):
         a, b = r * length // n_runs, (r + 1) * length // n_runs
-        run = min(int(rng.integers(3, 11)), b - a)
+        run = min(int(rng.integers(run_slices[0], run_slices[1] + 1)), b - a)
         start = int(rng.integers(a, b - run + 1))
         crack = {"kind": "body", "angle": rng.uniform(0, np.pi), "u": rng.uniform(-0.4, 0.4),
-                 "v": rng.uniform(-0.3, 0.3), "half": rng.uniform(0.6, 1.3),
-                 "width": max(1.0, round(rng.uniform(1, 3.4)) * s),
-                 "depth": rng.uniform(0.75, 0.95)}
+                 "v": rng.uniform(-0.3, 0.3), "half": rng.uniform(*half),
+                 "width": max(1.0, round(rng.uniform(*width)) * s),
+                 "depth": rng.uniform(*depth)}
         arch = None
-        if rng.random() < 0.35:  # a second crack through the posterior arch
+        if rng.random() < arch_p:  # a second crack through the posterior arch
             arch = {"kind": "arch", "angle": rng.uniform(0.15, 0.85) * np.pi,
                     "width": max(1.0, round(rng.uniform(1, 2.4)) * s),
-                    "depth": rng.uniform(0.7, 0.85)}
+                    "depth": rng.uniform(depth[0] - 0.05, depth[1] - 0.1)}
         for k in range(run):
             # Longest in the middle of the run, where the slice cuts the fracture squarely.
             bell = 0.6 + 0.4 * np.sin(np.pi * (k + 0.5) / run)
@@ -202,8 +206,10 @@ def fracture_plan(rng: np.random.Generator, length: int, size: int,
     return plan
 
 
-def draw_crack(img: np.ndarray, geo: dict, crack: dict) -> np.ndarray:
-    """Darken a thin line through bone in place; return its [x1,y1,x2,y2] box (zeros if none)."""
+def draw_crack(img: np.ndarray, geo: dict, crack: dict, margin: float = 3,
+               least: float = 8) -> np.ndarray:
+    """Darken a thin line through bone in place; return its [x1,y1,x2,y2] box (zeros if
+    none): the crack's extent plus ``margin`` px, at least ``least`` px a side (at 256)."""
     x, y = _grid(img.shape[0])
     s = geo["s"]
     if crack["kind"] == "body":
@@ -223,7 +229,7 @@ def draw_crack(img: np.ndarray, geo: dict, crack: dict) -> np.ndarray:
     ys, xs = np.nonzero(m > 0.25)
     if len(xs) == 0:
         return np.zeros(4, np.float32)
-    margin, least = 3 * s, 8 * s
+    margin, least = margin * s, least * s
     x1, x2 = xs.min() - margin, xs.max() + 1 + margin
     y1, y2 = ys.min() - margin, ys.max() + 1 + margin
     if x2 - x1 < least:

@@ -18,7 +18,7 @@ from helpers.env import config
 from helpers.provenance import DataSource, record
 
 ENV_VARS = {"pneumonia": "RSNA_PNEUMONIA_DIR", "cspine": "CSPINE_H5"}
-SYNTH_VERSION = 2  # bump when the generators change, so stale caches are not reused
+SYNTH_VERSION = 3  # bump when the generators change, so stale caches are not reused
 
 __all__ = ["ENV_VARS", "SYNTH_VERSION", "DataSource", "cache_dir", "locate"]
 
