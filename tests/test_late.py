@@ -153,18 +153,6 @@ def test_a_timestamps_csv_gives_folders_their_times(tmp_path):
     assert students["1001"]["submitted"] == "2026-11-05T10:00:00+01:00"
 
 
-@pytest.mark.parametrize(("lines", "said"), [
-    (["s1,2026-11-02"], "line 2: submitted_at '2026-11-02' is not an ISO 8601 time"),
-    (["s1,2026-11-02T10:00:00Z", "s2,yesterday"], "line 3: submitted_at 'yesterday'"),
-    (["s1,2026-11-02T10:00:00Z", "s1,2026-11-03T10:00:00Z"], "line 3: student 's1' twice"),
-    ([",2026-11-02T10:00:00Z"], "line 2: empty student_id"),
-])
-def test_a_bad_timestamps_csv_names_the_line(tmp_path, lines, said):
-    path = _timestamps(tmp_path / "t.csv", *lines)
-    with pytest.raises(ValueError, match=f"t.csv {said}"):
-        read_timestamps(path)
-
-
 @pytest.mark.parametrize(("option", "columns"), [("--timestamps", "student_id, submitted_at"),
                                                 ("--extensions", "student_id, due")])
 def test_a_csv_option_without_its_columns_or_missing_stops_grade(tmp_path, capsys, option,
@@ -198,16 +186,26 @@ def test_an_extensions_csv_moves_each_students_due_date(tmp_path):
     assert (got["s3"].days, got["s3"].percent) == (2, 20)  # 26.5 h after DUE
 
 
-@pytest.mark.parametrize(("lines", "said"), [
-    (["s1,next week"], "line 2: due 'next week' is not an ISO 8601 date or time"),
-    (["s1,2026-11-05", "s2,"], "line 3: due '' is not an ISO 8601 date or time"),
-    (["s1,2026-11-05", "s1,2026-11-06"], "line 3: student 's1' twice"),
-    ([" ,2026-11-05"], "line 2: empty student_id"),
+@pytest.mark.parametrize(("read", "write", "lines", "said"), [
+    (read_timestamps, _timestamps, ["s1,2026-11-02"],
+     "line 2: submitted_at '2026-11-02' is not an ISO 8601 time"),
+    (read_timestamps, _timestamps, ["s1,2026-11-02T10:00:00Z", "s2,yesterday"],
+     "line 3: submitted_at 'yesterday'"),
+    (read_timestamps, _timestamps, ["s1,2026-11-02T10:00:00Z", "s1,2026-11-03T10:00:00Z"],
+     "line 3: student 's1' twice"),
+    (read_timestamps, _timestamps, [",2026-11-02T10:00:00Z"], "line 2: empty student_id"),
+    (read_extensions, _extensions, ["s1,next week"],
+     "line 2: due 'next week' is not an ISO 8601 date or time"),
+    (read_extensions, _extensions, ["s1,2026-11-05", "s2,"],
+     "line 3: due '' is not an ISO 8601 date or time"),
+    (read_extensions, _extensions, ["s1,2026-11-05", "s1,2026-11-06"],
+     "line 3: student 's1' twice"),
+    (read_extensions, _extensions, [" ,2026-11-05"], "line 2: empty student_id"),
 ])
-def test_a_bad_extensions_csv_names_the_line(tmp_path, lines, said):
-    path = _extensions(tmp_path / "e.csv", *lines)
-    with pytest.raises(ValueError, match=f"e.csv {said}"):
-        read_extensions(path)
+def test_a_bad_csv_names_the_line(tmp_path, read, write, lines, said):
+    path = write(tmp_path / "x.csv", *lines)
+    with pytest.raises(ValueError, match=f"x.csv {said}"):
+        read(path)
 
 
 def test_grade_takes_extensions_from_a_csv_over_course_toml(tmp_path):
