@@ -73,9 +73,10 @@ def ensure_bwrap() -> None:
     print("Installing bubblewrap (Debian package) for the grading sandbox", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
-    if subprocess.run(["apt-get", "install", "-y", "-q", "bubblewrap"], **quiet).returncode:
+    install = ["apt-get", "install", "-y", "-q", "bubblewrap"]
+    if subprocess.run(install, **quiet).returncode:
         subprocess.run(["apt-get", "update", "-q"], **quiet)  # a fresh image has no lists
-        if subprocess.run(["apt-get", "install", "-y", "-q", "bubblewrap"], **quiet).returncode:
+        if subprocess.run(install, **quiet).returncode:
             # Not fatal here: the venv is still built; grading says which sandbox is missing.
             print("Could not install bubblewrap (apt-get failed); `course grade` will use "
                   "the unshare sandbox as root, and the bwrap tests will say so", flush=True)
