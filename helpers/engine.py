@@ -8,10 +8,11 @@ unchanged on a GPU (Colab) or a CPU. Conventions:
 * Losses are torchvision's four (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
   ``loss_rpn_box_reg``) and their sum ``loss``.
 * ``fit`` keeps a history (one row per epoch: ``epoch`` counted from 1, ``train_loss`` and
-  its components prefixed ``train_``, ``val_loss`` likewise, ``lr``, ``seconds``). It writes
-  one checkpoint, ``best.pt``, only when the validation loss improves (on Google Drive every
-  write counts), and a few-KB ``progress.json`` every epoch, so a run cut off by a
-  disconnect resumes from its best epoch.
+  its components prefixed ``train_``, ``val_loss`` likewise, ``val_score`` when a score is
+  given, ``lr``, ``seconds``). It writes one checkpoint, ``best.pt``, only when the
+  monitored number improves (the validation loss, or a score such as the validation AP50;
+  on Google Drive every write counts), and a few-KB ``progress.json`` every epoch, so a
+  run cut off by a disconnect resumes from its best epoch.
 
 Data-parallel training (``torchrun``) would wrap the model in DistributedDataParallel and
 give each loader a DistributedSampler; these functions already unwrap ``model.module`` for
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -271,24 +272,30 @@ def _write_progress(path: Path, **progress) -> None:
 
 
 def _resume(path: Path, ckpt_dir: Path | None, model, optimizer, scheduler, scaler,
-            num_epochs: int, patience: int | None, progress: bool):
-    """(history, next epoch, best loss, bad epochs, finished) from ``best.pt`` and the log."""
+            num_epochs: int, patience: int | None, monitor: str, progress: bool):
+    """(history, next epoch, best value, bad epochs, finished) from ``best.pt`` and the log."""
     state = load_checkpoint(path, model, optimizer, scheduler)
+    written = state.get("monitor")  # None in older files: those were picked by a loss
+    if written != monitor and (written is not None or monitor == "val_score"):
+        raise ValueError(f"{path} was chosen by {written or 'the loss'}, but this run picks its "
+                         f"best epoch by {monitor}; delete {path.parent} to start afresh, "
+                         "or pass the same score_fn as the run that wrote it")
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    history, start, best = list(state["history"]), int(state["epoch"]), float(state["best_loss"])
+    history, start = list(state["history"]), int(state["epoch"])
+    best = float(state["best"] if "best" in state else state["best_loss"])  # older files
     log = ckpt_dir / "progress.json" if ckpt_dir is not None else None
     done = json.loads(log.read_text()) if log is not None and log.is_file() else None
     if done and (done["epoch"] >= num_epochs
                  or (patience is not None and done["bad_epochs"] >= patience)):
         if progress:
             print(f"{path}: this run had finished after epoch {done['epoch']}; the model "
-                  f"holds its best epoch ({start}, loss {best:.4f}); nothing to train")
+                  f"holds its best epoch ({start}, {monitor} {best:.4f}); nothing to train")
         return done["history"], done["epoch"], best, done["bad_epochs"], True
     if progress:
         again = f"; epochs {start + 1}-{done['epoch']} are trained again" if (
             done and done["epoch"] > start) else ""
-        print(f"resumed from {path}: best epoch {start}, loss {best:.4f}{again}")
+        print(f"resumed from {path}: best epoch {start}, {monitor} {best:.4f}{again}")
     return history, start, best, 0, False
 
 
@@ -306,13 +313,19 @@ def fit(
     resume: bool | str | Path = False,
     progress: bool = True,
     amp: bool = True,
+    score_fn: Callable[[nn.Module], float] | None = None,
 ) -> pd.DataFrame:
     """Train for ``num_epochs`` epochs; return the history, one row per epoch.
 
     The validation loss (the training loss without ``val_loader``) picks ``best.pt`` and
     drives early stopping: training stops once ``patience`` epochs in a row have not
-    improved it. ``best.pt`` (model, optimizer, scheduler, history) is written only when
-    the loss improves; ``progress.json`` records every epoch. ``resume=True`` continues from
+    improved it. With ``score_fn``, the score does both instead: ``score_fn(model)`` is
+    called after each epoch and higher is better (for example the validation AP50, as
+    torchvision's detection references evaluate COCO mAP after every epoch); a NaN score
+    never counts as an improvement. A ``ReduceLROnPlateau`` scheduler steps on the
+    validation loss either way. ``best.pt`` (model, optimizer, scheduler, history, and
+    which number picked it) is written only when that number improves; ``progress.json``
+    records every epoch. ``resume=True`` continues from
     ``checkpoint_dir/best.pt`` when it exists (else trains from the start; a path may be
     given instead): from the best epoch, so the epochs after it are trained again, unless
     the log says the run had finished (all epochs, or stopped early), in which case the
@@ -324,7 +337,10 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history: list[dict] = []
-    start, best, bad = 0, math.inf, 0
+    monitor = "val_score" if score_fn is not None else (
+        "val_loss" if val_loader is not None else "train_loss")
+    start, bad = 0, 0
+    best = -math.inf if score_fn is not None else math.inf
     if resume:
         if resume is True and ckpt_dir is None:
             raise ValueError("resume=True needs checkpoint_dir (or pass the checkpoint path)")
@@ -332,7 +348,7 @@ def fit(
         if path.is_file() or resume is not True:
             history, start, best, bad, finished = _resume(
                 path, ckpt_dir, model, optimizer, scheduler, scaler, num_epochs, patience,
-                progress)
+                monitor, progress)
             if finished:
                 return pd.DataFrame(history)
         elif progress:
@@ -345,23 +361,28 @@ def fit(
         train = train_one_epoch(model, train_loader, optimizer, device, epoch, warmup_iters,
                                 scaler, progress)
         val = evaluate_loss(model, val_loader, device) if val_loader is not None else {}
-        monitor = val.get("loss", train["loss"])
-        _step_scheduler(scheduler, monitor)
-        improved = monitor < best
-        best, bad = (monitor, 0) if improved else (best, bad + 1)
+        loss = val.get("loss", train["loss"])
+        _step_scheduler(scheduler, loss)
+        if score_fn is not None:
+            val["score"] = float(score_fn(model))
+            improved = val["score"] > best  # False for NaN
+        else:
+            improved = loss < best
+        best, bad = (val.get("score", loss), 0) if improved else (best, bad + 1)
         history.append({"epoch": epoch + 1, **{f"train_{k}": v for k, v in train.items()},
                         **{f"val_{k}": v for k, v in val.items()}, "lr": lr,
                         "seconds": time.perf_counter() - t0})
         if ckpt_dir is not None and _is_main_process():
-            extra = {"epoch": epoch + 1, "history": history, "best_loss": best}
+            extra = {"epoch": epoch + 1, "history": history, "monitor": monitor, "best": best}
             if scaler is not None:
                 extra["scaler"] = scaler.state_dict()
             if improved:
                 save_checkpoint(ckpt_dir / "best.pt", model, optimizer, scheduler, **extra)
             _write_progress(ckpt_dir / "progress.json", epoch=epoch + 1, history=history,
-                            best_loss=best, bad_epochs=bad)
+                            monitor=monitor, best=best, bad_epochs=bad)
         if progress:
-            val_text = f", val loss {val['loss']:.4f}" if val else ""
+            val_text = f", val loss {val['loss']:.4f}" if "loss" in val else ""
+            val_text += f", val score {val['score']:.4f}" if "score" in val else ""
             print(f"epoch {epoch + 1}/{num_epochs}: train loss {train['loss']:.4f}{val_text}"
                   f"{' (best)' if improved else ''}, lr {lr:.2g}, "
                   f"{history[-1]['seconds']:.1f} s")

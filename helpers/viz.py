@@ -214,11 +214,20 @@ def plot_loss_curves(history, title: str | None = None) -> Figure:
         ax.plot(epochs, df["val_loss"], marker="s", ls="--", color=OKABE_ITO["orange"],
                 label="validation")
         best_col = "val_loss"
-    best = int(np.nanargmin(df[best_col].to_numpy(float)))
+    handles = []
+    if "val_score" in df.columns and df["val_score"].notna().any():
+        # fit(score_fn=...) picked its best epoch by this score (higher is better).
+        right = ax.twinx()
+        handles = right.plot(epochs, df["val_score"], marker="^", ls="-.",
+                             color=OKABE_ITO["green"], label="validation score (right)")
+        right.set_ylabel("score")
+        best = int(np.nanargmax(df["val_score"].to_numpy(float)))
+    else:
+        best = int(np.nanargmin(df[best_col].to_numpy(float)))
     ax.axvline(epochs[best], color=OKABE_ITO["black"], ls=":", lw=1,
                label=f"best epoch {epochs[best]}")
     ax.set(xlabel="epoch", ylabel="loss", title="Total loss: does validation follow training?")
-    ax.legend(fontsize=8)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8)
     if parts:
         # One colour per component; training solid, validation dashed (fit's train_/val_).
         names = list(dict.fromkeys(c.removeprefix("train_").removeprefix("val_") for c in parts))

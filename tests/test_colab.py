@@ -4,8 +4,13 @@ What a student in Colab does, offline: the bundle is built with `course publish`
 committed to a throwaway git repository tagged ``bundle_ref`` (standing in for the public
 bundle repository); a fresh virtual environment holds only what Colab preinstalls; the
 release notebook's own set-up line installs the bundle into it; then the release notebook,
-with the source's solutions pasted in, runs top to bottom in the smoke profile in a kernel
-of that environment, from a folder outside the repository.
+with the source's solutions pasted in, runs top to bottom in a kernel of that environment,
+from a folder outside the repository.
+
+The notebooks run in the ``grade`` profile (tiny data, one epoch): this module proves the
+environment (what is installed, what is importable, every cell and visible check running
+there), while tests/test_notebooks.py runs the same solutions in the ``smoke`` profile for
+the numbers. Running smoke here too cost about four minutes of CI for no new check.
 
 The environment is built with pip from the package registries (as CI would), once for
 both assignments; it dominates this module's time (torch and its CUDA libraries).
@@ -167,11 +172,11 @@ def test_setup_line_installs_the_bundle_and_leaves_torch_alone(colab, setup_repo
 
 def _kernel_env(colab_python: Path, home: Path) -> dict[str, str]:
     """The kernel's environment: the Colab venv first on PATH, no PYTHONPATH (nothing of the
-    repository), the smoke profile, fresh caches."""
+    repository), the grade profile (see the module's docstring), fresh caches."""
     for sub in ("data", "torch", "mpl"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     return {"PATH": f"{colab_python.parent}:/usr/bin:/bin", "HOME": str(home),
-            "LANG": "C.UTF-8", "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(home / "data"),
+            "LANG": "C.UTF-8", "COURSE_PROFILE": "grade", "COURSE_DATA_DIR": str(home / "data"),
             "TORCH_HOME": str(home / "torch"), "MPLCONFIGDIR": str(home / "mpl"),
             "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1"}
 

@@ -252,6 +252,28 @@ def test_early_stopping_after_patience_epochs_without_improvement(monkeypatch, t
     assert len(again) == 4 and script.epochs == 4
 
 
+def test_a_score_picks_best_pt_and_stops_early_instead_of_the_loss(monkeypatch, tmp_path):
+    # The loss falls every epoch; the score (say validation AP50) peaks at epoch 2, and a
+    # NaN score (nothing to measure) is never an improvement.
+    script = _Scripted([0.9, 0.8, 0.7, 0.6, 0.5])
+    monkeypatch.setattr(engine, "train_one_epoch", script.train)
+    monkeypatch.setattr(engine, "evaluate_loss", script.val)
+    scores = iter([0.2, 0.5, 0.4, math.nan, 0.9])
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    history = fit(model, [None], [None], optimizer, "cpu", num_epochs=5, patience=2,
+                  checkpoint_dir=tmp_path, progress=False, score_fn=lambda m: next(scores))
+    assert list(history["epoch"]) == [1, 2, 3, 4] and script.epochs == 4
+    assert list(history["val_score"][:3]) == [0.2, 0.5, 0.4]
+    assert math.isnan(history["val_score"][3])
+    state = load_checkpoint(tmp_path / "best.pt", model)
+    assert (state["epoch"], state["monitor"], state["best"]) == (2, "val_score", 0.5)
+    # a checkpoint chosen by the score is not resumed by a run that monitors the loss
+    with pytest.raises(ValueError, match=r"chosen by val_score.*by val_loss.*delete"):
+        fit(model, [None], [None], optimizer, "cpu", num_epochs=5, checkpoint_dir=tmp_path,
+            resume=True, progress=False)
+
+
 def test_fit_without_validation_monitors_the_training_loss(monkeypatch):
     script = _Scripted([])
     monkeypatch.setattr(engine, "train_one_epoch", script.train)

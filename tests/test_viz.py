@@ -273,3 +273,18 @@ def test_calibration_plots_accept_the_calibration_helpers_output():
     heights = [p.get_height() for p in fig.axes[0].patches if p.get_fill()]
     np.testing.assert_allclose(heights, bins.loc[bins["count"] > 0, "accuracy"])
     _renders(viz.plot_score_histogram(scores, is_tp))
+
+
+def test_loss_curves_mark_the_best_score_when_fit_monitored_one():
+    # fit(score_fn=...) adds val_score and keeps its highest epoch, not the lowest loss
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_loss": [1.0, 0.8, 0.6, 0.5],
+                            "val_loss": [0.3, 0.2, 0.25, 0.3],
+                            "val_score": [0.1, float("nan"), 0.5, 0.4]})
+    fig = viz.plot_loss_curves(history)
+    _renders(fig)
+    total, score = fig.axes
+    assert _labels(score) == ["validation score (right)"]
+    assert total.lines[-1].get_label() == "best epoch 3"
+    assert total.lines[-1].get_xdata()[0] == 3
+    legend = [t.get_text() for t in total.get_legend().get_texts()]
+    assert legend == ["train", "validation", "best epoch 3", "validation score (right)"]
