@@ -274,12 +274,13 @@ def _write_progress(path: Path, **progress) -> None:
 def _resume(path: Path, ckpt_dir: Path | None, model, optimizer, scheduler, scaler,
             num_epochs: int, patience: int | None, monitor: str, progress: bool):
     """(history, next epoch, best value, bad epochs, finished) from ``best.pt`` and the log."""
-    state = load_checkpoint(path, model, optimizer, scheduler)
-    written = state.get("monitor")  # None in older files: those were picked by a loss
-    if written != monitor and (written is not None or monitor == "val_score"):
+    # Checked before anything is loaded: a refused resume leaves the model as it was.
+    written = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("monitor")
+    if written != monitor and (written is not None or monitor == "val_score"):  # None: older
         raise ValueError(f"{path} was chosen by {written or 'the loss'}, but this run picks its "
                          f"best epoch by {monitor}; delete {path.parent} to start afresh, "
                          "or pass the same score_fn as the run that wrote it")
+    state = load_checkpoint(path, model, optimizer, scheduler)
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     history, start = list(state["history"]), int(state["epoch"])

@@ -268,10 +268,14 @@ def test_a_score_picks_best_pt_and_stops_early_instead_of_the_loss(monkeypatch, 
     assert math.isnan(history["val_score"][3])
     state = load_checkpoint(tmp_path / "best.pt", model)
     assert (state["epoch"], state["monitor"], state["best"]) == (2, "val_score", 0.5)
-    # a checkpoint chosen by the score is not resumed by a run that monitors the loss
+    # a checkpoint chosen by the score is not resumed by a run that monitors the loss, and
+    # the refusal leaves the model's weights alone
+    with torch.no_grad():
+        model.weight.fill_(7.0)
     with pytest.raises(ValueError, match=r"chosen by val_score.*by val_loss.*delete"):
         fit(model, [None], [None], optimizer, "cpu", num_epochs=5, checkpoint_dir=tmp_path,
             resume=True, progress=False)
+    assert (model.weight == 7.0).all()
 
 
 def test_fit_without_validation_monitors_the_training_loss(monkeypatch):
