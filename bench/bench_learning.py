@@ -10,13 +10,13 @@ AP50 on the synthetic test split via ``helpers.metrics.coco_map``:
 
 * pneumonia: test patients of ``patient_split``; AP50 over the positive patients (the
   notebook's test set) and, for reference, over all test patients;
-* C-spine: every slice of split ``test`` (most have no fracture), per file, then the mean
-  and spread over the files (one test split holds only a few dozen boxes).
+* C-spine: every slice of split ``test`` (most have no fracture), per file and run seed,
+  then the mean and spread over the runs (one test split holds only a few dozen boxes).
 
 Timings depend on what else the machine runs; the report gives steps and s/step too.
 
     .venv/bin/python bench/bench_learning.py [--budget 90] [--threads 2] [--only cspine]
-        [--epochs N] [--seeds 42 1 2]
+        [--epochs N] [--seeds 42 1 2] [--run-seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -68,11 +68,12 @@ def cspine_sets(size: int, path: Path | None = None) -> tuple[Dataset, dict[str,
 
 
 def run(name: str, budget: float, positive_share: float, epochs: int | None,
-        path: Path | None = None) -> dict[str, float]:
+        path: Path | None = None, seed: int | None = None) -> dict[str, float]:
     """Train on one data set within ``budget`` seconds, print AP50 on its test sets and
-    return them by test set name."""
+    return them by test set name. ``seed`` (default: the profile's) seeds the run: the
+    starting weights, the draws and the augmentations."""
     cfg = config()
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed if seed is None else seed)
     if name == "pneumonia":
         train, tests = pneumonia_sets(cfg.image_size)
     else:
@@ -139,6 +140,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2],
                         help="C-spine: seeds of the synthetic files, each of the profile's "
                              "size (default 42 1 2; 42 is the profile's own file)")
+    parser.add_argument("--run-seeds", type=int, nargs="+",
+                        help="C-spine: train one model per run seed on each file (starting "
+                             "weights, draws, augmentations; default: the profile's seed), "
+                             "to see how much one run says")
     args = parser.parse_args()
     os.environ["COURSE_PROFILE"] = "smoke"
     torch.set_num_threads(args.threads)
@@ -153,10 +158,12 @@ def main() -> None:
             for seed in args.seeds:
                 path = synth_cspine(Path(tmp) / f"cspine-seed{seed}.h5",
                                     slices=config().cspine_slices, seed=seed)
-                print(f"\ncspine file seed {seed} ({config().cspine_slices} slices)", end="")
-                ap50.append(run(name, args.budget, args.positive_share, args.epochs,
-                                path)["test all"])
-        print(f"\ncspine over {len(ap50)} files (seeds {' '.join(map(str, args.seeds))}): "
+                for run_seed in args.run_seeds or [None]:
+                    print(f"\ncspine file seed {seed} ({config().cspine_slices} slices)"
+                          + (f", run seed {run_seed}" if run_seed is not None else ""), end="")
+                    ap50.append(run(name, args.budget, args.positive_share, args.epochs,
+                                    path, run_seed)["test all"])
+        print(f"\ncspine over {len(ap50)} runs (file seeds {' '.join(map(str, args.seeds))}): "
               f"AP50 mean {np.mean(ap50):.3f}, min {min(ap50):.3f}, max {max(ap50):.3f} "
               f"(target >= 0.5)")
 
