@@ -23,10 +23,11 @@ ASSIGNMENTS = pytest.mark.parametrize("assignment", CFG.assignments, ids=lambda 
 @ASSIGNMENTS
 def test_solution_notebook_runs_in_the_smoke_profile(assignment, tmp_path):
     # nbval reads a cell's output messages only after the cell has finished, and the
-    # kernel's IOPub socket drops messages past ZeroMQ's high-water mark (1000 queued at
-    # each end): a 5-minute training cell whose progress bars refresh every 0.1 s can lose
-    # its final "idle" message, and nbval then fails the cell waiting for it. One progress
-    # refresh every 5 s keeps the cell far below the mark (tqdm reads TQDM_* variables).
+    # kernel's IOPub socket drops messages once ZeroMQ's queues are full (its high-water
+    # marks): a 5-minute training cell whose progress bars refresh every 0.1 s can lose its
+    # final "idle" message, and nbval then fails the cell waiting for it (measured: ~5,000
+    # unread messages lost it, ~2,900 did not). One refresh every 5 s keeps the cell well
+    # below that (tqdm reads TQDM_* variables).
     env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(tmp_path / "data"),
            "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1", "TQDM_MININTERVAL": "5",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
