@@ -59,7 +59,8 @@ NEGATIVES_PER_POSITIVE = 3  # as the public notebook: 3 negative slices per posi
 # the cracks are plainly visible cortical breaks with boxes of 14-50 px (as real fracture
 # boxes at 256 px). With runs of 3-10 slices and 1-3 px cracks the smoke model reached AP50
 # 0.02 on the synthetic test split; with these, 0.14-0.28 mean over three files in 259-296
-# steps and 0.5-0.7 in ~600 steps, what the smoke profile now trains (bench/README.md).
+# steps; in ~600 steps, what the smoke profile now trains, 0.66 mean over seven runs, but
+# single runs 0.24-0.92 (bench/README.md).
 RUN_SLICES = (1, 4)  # consecutive slices one fracture shows on
 CRACK_WIDTH = (3.0, 5.0)  # px at 256: a displaced break, not a hairline
 CRACK_DEPTH = (0.9, 1.0)  # share of the bone's density a crack takes away
