@@ -1,7 +1,11 @@
 """The whole course on the embedded default, offline: what `python -m course demo` runs.
 
 1. the data demo (both synthetic data sets, one batch each, a figure);
-2. every solution notebook executed in the smoke profile (executed copies saved);
+2. every solution notebook executed in the smoke profile (executed copies saved), with
+   OUT/cache as its data folder (``COURSE_DATA_DIR``) and no checkpoints left from an
+   earlier demo, so the notebooks train afresh: ``fit(resume=True)`` would otherwise reload
+   a finished run from the user's cache and a demo after a change to training would show
+   the old model;
 3. the committed student notebooks checked against a fresh `release` (and for leaks);
 4. per assignment, three simulated students graded with `course grade`: the solution, the
    blank release notebook and a half-done one (the release with the first half of its
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import IO
@@ -74,16 +79,19 @@ class ProgressClient(NotebookClient):
 
 
 def execute(notebook: Path, out: Path, timeout: int, log: IO | None = None,
-            progress: bool = True) -> float:
+            progress: bool = True, data_dir: Path | None = None) -> float:
     """Run a notebook in the smoke profile in a scratch folder; save it executed; seconds.
 
-    The kernel's own stdout and stderr go to ``log`` (default: this process's).
+    The kernel's own stdout and stderr go to ``log`` (default: this process's); ``data_dir``
+    becomes its ``COURSE_DATA_DIR`` (synthetic data and checkpoints).
     """
     nb = nbformat.read(notebook, as_version=4)
     out.parent.mkdir(parents=True, exist_ok=True)
     # The kernel gets these; the inline backend keeps the figures in the saved copy.
     env = {**os.environ, "COURSE_PROFILE": "smoke",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if data_dir is not None:
+        env["COURSE_DATA_DIR"] = str(data_dir)
     start = time.perf_counter()
     with tqdm(total=len(nb.cells), desc=f"executing {notebook.name}", unit="cell",
               disable=not progress) as bar:
@@ -151,9 +159,12 @@ def _run(cfg: CourseConfig, out: Path, data_demo: bool, log: IO) -> pd.DataFrame
         from course.data_figure import run
 
         run(out)
+    # The demo's own data folder: the synthetic sets are generated there once (seconds),
+    # and its checkpoints, the demo's alone, are removed so every demo trains afresh.
+    shutil.rmtree(out / "cache" / "checkpoints", ignore_errors=True)
     for a in cfg.assignments:
         seconds = execute(cfg.source_notebook(a), out / "executed" / a.notebook,
-                          cfg.cell_timeout, log=log)
+                          cfg.cell_timeout, log=log, data_dir=out / "cache")
         print(f"executed {a.id} solution notebook (smoke profile) in {seconds:.0f} s")
     problems = release.stale(cfg, cfg.assignments) + release.leaks(cfg, cfg.assignments)
     if problems:

@@ -46,6 +46,29 @@ def test_course_demo_stops_on_a_stale_release(tmp_path):
         main(["demo", "--root", str(root), "--out", str(tmp_path / "out")])
 
 
+def test_course_demo_notebooks_train_afresh_in_their_own_data_folder(tmp_path):
+    """The notebooks' data folder is OUT/cache, and a checkpoint an earlier demo left there
+    is gone before they run (fit(resume=True) would reload a finished run instead)."""
+    root = write_toy_course(tmp_path / "toy")
+    out = tmp_path / "out"
+    stale = out / "cache" / "checkpoints" / "toy" / "best.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier demo's model")
+    source = root / "source" / "toy" / "toy.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        "import os, pathlib\n"
+        "from helpers.data.sources import cache_dir\n"
+        f"assert cache_dir() == pathlib.Path({str(out / 'cache')!r}), cache_dir()\n"
+        "assert not (cache_dir() / 'checkpoints' / 'toy' / 'best.pt').exists()"))
+    nbformat.write(nb, source)
+    # The edited source makes the release stale: the demo stops there, after the notebook
+    # ran; a failed assert would have stopped it earlier, naming the cell.
+    with pytest.raises(SystemExit, match="stale"):
+        main(["demo", "--root", str(root), "--out", str(out)])
+    assert not stale.exists()
+
+
 @pytest.mark.parametrize(("cell", "says"), [
     ("raise ValueError('a broken solution cell')", "raised ValueError: a broken solution cell"),
     ("import time\ntime.sleep(60)", "ran longer than the cell limit of 5 s"),
