@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from autograder.reference_datasets import CSpineH5Dataset, PneumoniaDataset
@@ -68,10 +69,13 @@ def cspine_sets(size: int, path: Path | None = None) -> tuple[Dataset, dict[str,
 
 
 def run(name: str, budget: float, positive_share: float, epochs: int | None,
-        path: Path | None = None, seed: int | None = None) -> dict[str, float]:
+        path: Path | None = None, seed: int | None = None,
+        ema_decays: tuple[float, ...] = ()) -> dict[str, float]:
     """Train on one data set within ``budget`` seconds, print AP50 on its test sets and
     return them by test set name. ``seed`` (default: the profile's) seeds the run: the
-    starting weights, the draws and the augmentations."""
+    starting weights, the draws and the augmentations. Each of ``ema_decays`` keeps an
+    exponential moving average of the weights, updated after every step, and is tested
+    beside the last weights (keys ``"<test set> ema <decay>"``)."""
     cfg = config()
     seed_everything(cfg.seed if seed is None else seed)
     if name == "pneumonia":
@@ -98,6 +102,11 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None,
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
+    emas = {decay: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+            for decay in ema_decays}
+    if emas:
+        optimizer.register_step_post_hook(
+            lambda *_: [ema.update_parameters(model) for ema in emas.values()])
     epochs = epochs or getattr(cfg, f"{name}_epochs")
     # As both notebooks: the learning rate drops 10x for the last quarter of the epochs.
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, round(0.75 * epochs)),
@@ -116,14 +125,17 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None,
     print(f"  trained {done}/{epochs} epochs = {steps} steps in {seconds:.0f} s "
           f"({seconds / max(steps, 1):.2f} s/step), last epoch loss {losses['loss']:.3f}")
     ap50 = {}
+    weights = {"": model, **{f" ema {decay}": ema.module for decay, ema in emas.items()}}
     for test_name, test in tests.items():
         loader = DataLoader(test, batch_size=8, collate_fn=collate)
-        preds, targets = predict_with_targets(model, loader, "cpu")
-        scores = coco_map(preds, targets)
-        n_boxes = sum(len(t["boxes"]) for t in targets)
-        ap50[test_name] = float(scores["map_50"])
-        print(f"  {test_name:<15} ({len(test)} images, {n_boxes} boxes): "
-              f"AP50 {scores['map_50']:.3f}  AP50:95 {scores['map']:.3f}  (target AP50 >= 0.5)")
+        for which, tested in weights.items():
+            preds, targets = predict_with_targets(tested, loader, "cpu")
+            scores = coco_map(preds, targets)
+            n_boxes = sum(len(t["boxes"]) for t in targets)
+            ap50[test_name + which] = float(scores["map_50"])
+            print(f"  {test_name + which:<15} ({len(test)} images, {n_boxes} boxes): "
+                  f"AP50 {scores['map_50']:.3f}  AP50:95 {scores['map']:.3f}  "
+                  "(target AP50 >= 0.5)")
     return ap50
 
 
@@ -144,6 +156,9 @@ def main() -> None:
                         help="C-spine: train one model per run seed on each file (starting "
                              "weights, draws, augmentations; default: the profile's seed), "
                              "to see how much one run says")
+    parser.add_argument("--ema", type=float, nargs="+", default=[],
+                        help="C-spine: also test an exponential moving average of the "
+                             "weights with each of these decays (e.g. 0.99), same run")
     args = parser.parse_args()
     os.environ["COURSE_PROFILE"] = "smoke"
     torch.set_num_threads(args.threads)
@@ -153,7 +168,7 @@ def main() -> None:
             continue
         # One test split holds a few dozen boxes: one file says little, so train and test
         # on several files (one model each) and report their mean and spread.
-        ap50 = []
+        ap50: dict[str, list[float]] = {}
         with tempfile.TemporaryDirectory(prefix="bench-cspine-") as tmp:
             for seed in args.seeds:
                 path = synth_cspine(Path(tmp) / f"cspine-seed{seed}.h5",
@@ -161,11 +176,15 @@ def main() -> None:
                 for run_seed in args.run_seeds or [None]:
                     print(f"\ncspine file seed {seed} ({config().cspine_slices} slices)"
                           + (f", run seed {run_seed}" if run_seed is not None else ""), end="")
-                    ap50.append(run(name, args.budget, args.positive_share, args.epochs,
-                                    path, run_seed)["test all"])
-        print(f"\ncspine over {len(ap50)} runs (file seeds {' '.join(map(str, args.seeds))}): "
-              f"AP50 mean {np.mean(ap50):.3f}, min {min(ap50):.3f}, max {max(ap50):.3f} "
-              f"(target >= 0.5)")
+                    got = run(name, args.budget, args.positive_share, args.epochs, path,
+                              run_seed, tuple(args.ema))
+                    for key, value in got.items():
+                        ap50.setdefault(key, []).append(value)
+        for key, values in ap50.items():
+            print(f"\ncspine {key}, {len(values)} runs (file seeds "
+                  f"{' '.join(map(str, args.seeds))}): AP50 mean {np.mean(values):.3f}, "
+                  f"min {min(values):.3f}, max {max(values):.3f} (target >= 0.5)", end="")
+        print()
 
 
 if __name__ == "__main__":
