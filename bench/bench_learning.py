@@ -16,7 +16,7 @@ AP50 on the synthetic test split via ``helpers.metrics.coco_map``:
 Timings depend on what else the machine runs; the report gives steps and s/step too.
 
     .venv/bin/python bench/bench_learning.py [--budget 90] [--threads 2] [--only cspine]
-        [--epochs N] [--seeds 42 1 2] [--run-seeds 0 1 2] [--ema 0.99]
+        [--epochs N] [--seeds 42 1 2] [--run-seeds 0 1 2] [--ema 0.99] [--lr-cut 0.75]
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None,
     return them by test set name. ``seed`` (default: the profile's) seeds the run: the
     starting weights, the draws and the augmentations. Each of ``ema_decays`` keeps an
     exponential moving average of the weights, updated after every step, and is tested
-    beside the last weights (keys ``"<test set> ema <decay>"``)."""
+    beside the last weights (keys ``"<test set> ema <decay>"``). The learning rate drops
+    10x after ``lr_cut`` of the epochs."""
     cfg = config()
     seed_everything(cfg.seed if seed is None else seed)
     if name == "pneumonia":
@@ -104,9 +105,12 @@ def run(name: str, budget: float, positive_share: float, epochs: int | None,
                                     weight_decay=cfg.weight_decay)
     emas = {decay: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
             for decay in ema_decays}
-    if emas:
-        optimizer.register_step_post_hook(
-            lambda *_: [ema.update_parameters(model) for ema in emas.values()])
+
+    def update_emas(*_) -> None:
+        for ema in emas.values():
+            ema.update_parameters(model)
+
+    optimizer.register_step_post_hook(update_emas)
     epochs = epochs or getattr(cfg, f"{name}_epochs")
     # As both notebooks: the learning rate drops 10x after `lr_cut` of the epochs (0.75).
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, round(lr_cut * epochs)),
