@@ -57,7 +57,7 @@ def test_course_demo_notebooks_train_afresh_in_their_own_data_folder(tmp_path):
     source = root / "source" / "toy" / "toy.ipynb"
     nb = nbformat.read(source, as_version=4)
     nb.cells.insert(2, nbformat.v4.new_code_cell(
-        "import os, pathlib\n"
+        "import pathlib\n"
         "from helpers.data.sources import cache_dir\n"
         f"assert cache_dir() == pathlib.Path({str(out / 'cache')!r}), cache_dir()\n"
         "assert not (cache_dir() / 'checkpoints' / 'toy' / 'best.pt').exists()"))
