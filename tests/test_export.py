@@ -118,6 +118,9 @@ def test_roster_entries_without_a_grade_are_listed(tmp_path):
 def test_manual_scores_from_the_gradebook_count_and_unmarked_ones_stay_blank(tmp_path):
     from nbgrader.api import Gradebook
 
+    from course.nbgrader_setup import put_bin_on_path
+
+    put_bin_on_path()  # nbgrader runs `alembic` through PATH, as the CLI sets it up
     out = tmp_path / "out"
     _graded(out, lms.canvas_zip(tmp_path / "c.zip"), "canvas")
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:

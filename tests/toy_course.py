@@ -110,6 +110,9 @@ def formgrader_score(db, sid, points, comment, grade_id="why_answer"):
     server_extensions/formgrader/apihandlers.py: GradeHandler.put, CommentHandler.put)."""
     from nbgrader.api import Gradebook
 
+    from course.nbgrader_setup import put_bin_on_path
+
+    put_bin_on_path()  # nbgrader runs `alembic` through PATH, as the CLI sets it up
     with Gradebook(f"sqlite:///{db}") as gb:
         grade = gb.find_grade(grade_id, "toy", "toy", sid)
         grade.manual_score, grade.extra_credit = points, None
