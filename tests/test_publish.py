@@ -1,6 +1,7 @@
 """`course publish`: the student bundle holds release + helpers only, installs offline,
 and the leak guard stops a bundle that would leak."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -54,9 +55,11 @@ def test_leak_guard_flags_hidden_tests_and_grading_code(bundle):
 
 @pytest.mark.slow
 def test_bundle_installs_offline_and_imports_helpers(bundle, tmp_path):
-    _, out = bundle
-    # Build the wheel here and install it into a fresh venv with --no-index: nothing may be
-    # downloaded. The heavy dependencies come from this environment through a .pth file.
+    # Build the wheel from a copy (pip leaves build/ and *.egg-info in the folder it builds,
+    # which the other tests of the shared bundle would see) and install it into a fresh venv
+    # with --no-index: nothing may be downloaded. The heavy dependencies come from this
+    # environment through a .pth file.
+    out = Path(shutil.copytree(bundle[1], tmp_path / "student"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
                     "--no-build-isolation", "-w", str(tmp_path / "dist"), str(out)],
                    check=True, capture_output=True)
