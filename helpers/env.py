@@ -72,9 +72,9 @@ _CONFIGS = {
                    cspine_arch="fasterrcnn_resnet50_fpn", pneumonia_epochs=8, cspine_epochs=8,
                    max_train_images=3000, lr=0.01, adamw_lr=1e-4, momentum=0.9,
                    weight_decay=1e-4, warmup_iters=200, patience=3, cspine_image_size=256),
-    # On 2 CPU cores a step of the small detector takes 0.15-0.22 s (bench/README.md):
-    # pneumonia 24 epochs of ~31 images (168 steps, ~30 s); C-spine 16 epochs of 150 draws
-    # from ~420 training slices (592 steps, 90-130 s). 600 C-spine slices give ~40 fractured
+    # On 2 CPU cores a step of the small detector takes 0.14-0.16 s (bench/README.md):
+    # pneumonia 24 epochs of ~31 images (168 steps, ~26 s); C-spine 16 epochs of 150 draws
+    # from ~420 training slices (592 steps, 83-90 s). 600 C-spine slices give ~40 fractured
     # training studies and a test split of ~20 boxes. At this budget the number of images
     # seen is what the C-spine AP50 depends on (bench/README.md).
     "smoke": Config("smoke", 42, 200, 256, 600, 256, 4, 0,

@@ -133,6 +133,14 @@ def small_backbone(widths: tuple[int, ...] = (16, 32, 64, 128, 128),
                                                norm_layer=_group_norm)))
         cin = cout
     body = nn.Sequential(OrderedDict(layers))
+    # torchvision's ResNet init (torchvision/models/resnet.py, ResNet.__init__): He-normal
+    # convolutions scaled for ReLU. PyTorch's default conv init (kaiming_uniform, a=sqrt(5))
+    # starts each layer with 3-6x less variance; with it, one C-spine smoke run in four
+    # stalled (test AP50 0.14-0.40, always the same run seeds). With this init, 12 of 12
+    # runs reached 0.70-0.93 (bench/README.md, "Small backbone init").
+    for m in body.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     # layer2..layer4 sit at strides 8, 16 and 32; a max-pool adds stride 64 ("pool").
     names = [f"layer{i}" for i in range(len(stages) - 2, len(stages) + 1)]
     return BackboneWithFPN(
@@ -150,14 +158,17 @@ def _small_detector(num_classes: int, min_size: int, max_size: int, **kwargs) ->
     # fracture boxes are ~10-40 px and pneumonia opacities ~25-120 px at 256 px.
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)),
                               aspect_ratios=((0.5, 1.0, 2.0),) * 4)
-    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    # One sample per RoIAlign bin, not 2x2: RoIAlign's backward pass took a fifth of a CPU
+    # training step (bench/README.md, "Small backbone init"). A 10-40 px fracture box spans
+    # 1-5 feature pixels at stride 8, so its 7x7 bins are smaller than a pixel anyway.
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=1)
     size = backbone.out_channels * 7 * 7
     options = dict(
-        # Fewer proposals and sampled RoIs than the COCO defaults: a few lesions per image
-        # need no 2000 proposals, and the box head's cost scales with them on a CPU.
+        # Fewer proposals and sampled RoIs than the COCO defaults (2000, 512): a few lesions
+        # per image need no more, and the box head's cost scales with them on a CPU.
         rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
         rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150,
-        box_batch_size_per_image=64,
+        box_batch_size_per_image=32,
     )
     options.update(kwargs)
     return FasterRCNN(
