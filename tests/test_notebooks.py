@@ -33,6 +33,10 @@ def test_solution_notebook_runs_in_the_smoke_profile(assignment, tmp_path):
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RSNA_PNEUMONIA_DIR", None)
     env.pop("CSPINE_H5", None)
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # Another pytest worker shares the cores: a kernel with one torch thread per core
+        # would spin against it (the C-spine notebook took 570 s so, ~200 s alone).
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
     notebook = str(CFG.source_notebook(assignment))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
