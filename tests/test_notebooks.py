@@ -13,6 +13,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from course.config import load
 from course.grade import grade
+from course.pool import worker_env
 
 CFG = load()
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +29,13 @@ def test_solution_notebook_runs_in_the_smoke_profile(assignment, tmp_path):
     # final "idle" message, and nbval then fails the cell waiting for it (measured: ~5,000
     # unread messages lost it, ~2,900 did not). One refresh every 5 s keeps the cell well
     # below that (tqdm reads TQDM_* variables).
-    env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(tmp_path / "data"),
-           "MPLBACKEND": "Agg", "NO_ALBUMENTATIONS_UPDATE": "1", "TQDM_MININTERVAL": "5",
+    # As a grading worker's: no real-data variables, and the cores shared out among the
+    # pytest workers (with two, a kernel with a torch thread per core spun against the
+    # other worker: the C-spine notebook took 571 s, 346 s with one thread).
+    env = {**worker_env(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))),
+           "COURSE_PROFILE": "smoke", "COURSE_DATA_DIR": str(tmp_path / "data"),
+           "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RSNA_PNEUMONIA_DIR", None)
-    env.pop("CSPINE_H5", None)
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-        # Another pytest worker shares the cores: a kernel with one torch thread per core
-        # would spin against it (the C-spine notebook took 570 s so, ~200 s alone).
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
     notebook = str(CFG.source_notebook(assignment))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
